@@ -1,0 +1,77 @@
+"""CPU, load, memory and swap of the whole machine."""
+
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Cumulative CPU seconds: `busy` is everything but idle and iowait."""
+
+    busy: float
+    total: float
+
+
+@dataclass(frozen=True)
+class SystemReading:
+    cpu: CpuTimes
+    per_cpu: tuple[CpuTimes, ...]
+    load1: float | None
+    load5: float | None
+    load15: float | None
+    mem_total: int
+    mem_available: int
+    mem_used: int
+    swap_total: int | None
+    swap_used: int | None
+    boot_time: float | None
+    cpu_count: int
+
+
+def cpu_times(t) -> CpuTimes:
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    # guest time is already counted in user time on Linux; summing the fields
+    # psutil exposes would count it twice.
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    return CpuTimes(busy=total - idle, total=total)
+
+
+def collect() -> SystemReading:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (None, None, None)
+    mem = psutil.virtual_memory()
+    try:
+        swap = psutil.swap_memory()
+        swap_total, swap_used = swap.total, swap.used
+    except (OSError, RuntimeError):
+        swap_total = swap_used = None
+    try:
+        boot = psutil.boot_time()
+    except (OSError, RuntimeError):
+        boot = None
+    per_cpu = tuple(cpu_times(t) for t in psutil.cpu_times(percpu=True))
+    return SystemReading(
+        cpu=cpu_times(psutil.cpu_times()),
+        per_cpu=per_cpu,
+        load1=load[0],
+        load5=load[1],
+        load15=load[2],
+        mem_total=mem.total,
+        mem_available=mem.available,
+        mem_used=mem.total - mem.available,
+        swap_total=swap_total,
+        swap_used=swap_used,
+        boot_time=boot,
+        cpu_count=len(per_cpu) or (psutil.cpu_count() or 1),
+    )
+
+
+def uptime(reading: SystemReading, now: float | None = None) -> float | None:
+    if reading.boot_time is None:
+        return None
+    return (now or time.time()) - reading.boot_time

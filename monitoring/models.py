@@ -1,0 +1,376 @@
+import re
+import socket
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+
+def local_machine_id() -> str:
+    """A stable id for this machine: systemd's machine-id, else the hostname."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            value = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return "host:" + socket.gethostname()
+
+
+class Host(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    machine_id = models.CharField(max_length=100, unique=True)
+    labels = models.JSONField(default=dict, blank=True, help_text='e.g. {"env": "prod"}')
+    enabled = models.BooleanField(default=True)
+    is_local = models.BooleanField(default=False, editable=False)
+    sample_interval = models.PositiveIntegerField(default=5, help_text="seconds")
+    last_seen = models.DateTimeField(null=True, blank=True, editable=False)
+    agent_version = models.CharField(max_length=40, blank=True, editable=False)
+    inventory = models.JSONField(default=dict, blank=True, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def local(cls) -> "Host":
+        """The Host row of the machine this code runs on, created on first use."""
+        machine_id = local_machine_id()
+        host = cls.objects.filter(machine_id=machine_id).first()
+        if host:
+            return host
+        name = socket.gethostname()
+        if cls.objects.filter(name=name).exists():
+            name = f"{name}-{machine_id[:8]}"
+        try:
+            with transaction.atomic():
+                return cls.objects.create(
+                    name=name, hostname=socket.gethostname(), machine_id=machine_id, is_local=True
+                )
+        except IntegrityError:  # another process registered it a moment ago
+            return cls.objects.get(machine_id=machine_id)
+
+    def is_online(self, now=None) -> bool:
+        if self.last_seen is None:
+            return False
+        now = now or timezone.now()
+        return now - self.last_seen <= timedelta(seconds=max(3 * self.sample_interval, 15))
+
+    def latest_sample(self) -> "HostSample | None":
+        return self.samples.order_by("-ts").first()
+
+
+class HostSample(models.Model):
+    """One row per host per tick. Rates are None on the first sample after a start."""
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="samples")
+    ts = models.DateTimeField()
+    cpu_percent = models.FloatField(null=True)
+    per_cpu = models.JSONField(default=list)  # [percent, ...] rounded to 0.1
+    load1 = models.FloatField(null=True)
+    load5 = models.FloatField(null=True)
+    load15 = models.FloatField(null=True)
+    mem_total = models.BigIntegerField(null=True)
+    mem_used = models.BigIntegerField(null=True)
+    mem_available = models.BigIntegerField(null=True)
+    swap_total = models.BigIntegerField(null=True)
+    swap_used = models.BigIntegerField(null=True)
+    disk_read_bps = models.FloatField(null=True)
+    disk_write_bps = models.FloatField(null=True)
+    net_rx_bps = models.FloatField(null=True)
+    net_tx_bps = models.FloatField(null=True)
+    process_count = models.PositiveIntegerField(default=0)
+    thread_count = models.PositiveIntegerField(default=0)
+    # Processes not stored as ProcessSample rows this tick, summed.
+    other_cpu_percent = models.FloatField(null=True)
+    other_rss = models.BigIntegerField(null=True)
+    # [{"mount", "device", "fstype", "total", "used", "percent"}]
+    disks = models.JSONField(default=list)
+    # [{"name", "rx_bps", "tx_bps"}]: loopback excluded from net_*_bps, listed here
+    nets = models.JSONField(default=list)
+    uptime = models.FloatField(null=True)  # seconds
+
+    class Meta:
+        indexes = [models.Index(fields=["host", "ts"])]
+        get_latest_by = "ts"
+
+    @property
+    def mem_percent(self) -> float | None:
+        return 100 * self.mem_used / self.mem_total if self.mem_total else None
+
+    @property
+    def swap_percent(self) -> float | None:
+        return 100 * self.swap_used / self.swap_total if self.swap_total else None
+
+
+class GpuSample(models.Model):
+    host = models.ForeignKey(Host, models.CASCADE, related_name="gpu_samples")
+    ts = models.DateTimeField()
+    index = models.PositiveSmallIntegerField()
+    uuid = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=100, blank=True)
+    utilization = models.FloatField(null=True)
+    memory_used = models.BigIntegerField(null=True)
+    memory_total = models.BigIntegerField(null=True)
+    temperature = models.FloatField(null=True)
+    power_w = models.FloatField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["host", "ts"])]
+
+    @property
+    def memory_percent(self) -> float | None:
+        if self.memory_used is None or not self.memory_total:
+            return None
+        return 100 * self.memory_used / self.memory_total
+
+
+class WatchedProcess(models.Model):
+    """A pattern: matching processes are stored every tick and get lifecycle events."""
+
+    FIELDS = [("name", "process name"), ("cmdline", "command line"), ("exe", "executable")]
+
+    name = models.CharField(max_length=100, unique=True, help_text="What you call it: nginx")
+    pattern = models.CharField(
+        max_length=500, help_text="Python regular expression, searched anywhere in the field"
+    )
+    field = models.CharField(max_length=10, choices=FIELDS, default="name")
+    hosts = models.ManyToManyField(Host, blank=True, help_text="Leave empty to watch on every host")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "watched process"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from exc
+
+
+class Process(models.Model):
+    """One process identity: pid + create_time, since pids are reused."""
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="processes")
+    pid = models.PositiveIntegerField()
+    create_time = models.DateTimeField()
+    ppid = models.PositiveIntegerField(null=True)
+    name = models.CharField(max_length=255)
+    exe = models.TextField(blank=True)
+    cmdline = models.TextField(blank=True)
+    username = models.CharField(max_length=100, blank=True)
+    watched = models.ForeignKey(WatchedProcess, models.SET_NULL, null=True, blank=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    exited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "pid", "create_time"], name="process_identity")
+        ]
+        indexes = [models.Index(fields=["host", "last_seen"])]
+        verbose_name_plural = "processes"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.pid})"
+
+
+class ProcessSample(models.Model):
+    ts = models.DateTimeField()
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    process = models.ForeignKey(Process, models.CASCADE, related_name="samples")
+    cpu_percent = models.FloatField(null=True)  # of one core: 250 means 2.5 cores
+    rss = models.BigIntegerField(null=True)
+    vms = models.BigIntegerField(null=True)
+    mem_percent = models.FloatField(null=True)
+    threads = models.PositiveIntegerField(null=True)
+    read_bps = models.FloatField(null=True)
+    write_bps = models.FloatField(null=True)
+    gpu_memory = models.BigIntegerField(null=True)
+    status = models.CharField(max_length=12, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["host", "ts"]),
+            models.Index(fields=["process", "ts"]),
+        ]
+
+
+class Event(models.Model):
+    KINDS = [
+        ("process_started", "process started"),
+        ("process_exited", "process exited"),
+        ("process_vanished", "process exited abnormally"),
+        ("sampler_started", "sampler started"),
+    ]
+    # The same kind for the same subject within this window is one event, not many.
+    COLLAPSE_WINDOW = timedelta(minutes=5)
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="events")
+    process = models.ForeignKey(Process, models.SET_NULL, null=True, blank=True)
+    kind = models.CharField(max_length=40, choices=KINDS)
+    ts = models.DateTimeField(default=timezone.now)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    subject = models.CharField(max_length=200, blank=True)  # what collapses: "watch:3"
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-ts"]
+        indexes = [models.Index(fields=["host", "ts"]), models.Index(fields=["ts"])]
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def record(cls, host: Host, kind: str, message: str, *, ts=None, subject="", **kw) -> "Event":
+        """Store an event, or count it on a recent one of the same kind and subject."""
+        ts = ts or timezone.now()
+        if subject:
+            recent = cls.objects.filter(
+                host=host, kind=kind, subject=subject, ts__gte=ts - cls.COLLAPSE_WINDOW
+            ).first()
+            if recent:
+                cls.objects.filter(pk=recent.pk).update(count=models.F("count") + 1)
+                return recent
+        return cls.objects.create(
+            host=host, kind=kind, message=message, ts=ts, subject=subject, **kw
+        )
+
+
+class Rollup(models.Model):
+    """Aggregates of one series of a host over one bucket (1 minute or 1 hour).
+
+    `series` is "host", "gpu:<index>" or "process:<Process id>"; `values` maps each
+    metric to [avg, min, max, last] over the `count` samples in the bucket.
+    """
+
+    MINUTE = 60
+    HOUR = 3600
+    RESOLUTIONS = [(MINUTE, "1 minute"), (HOUR, "1 hour")]
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="rollups")
+    resolution = models.PositiveIntegerField(choices=RESOLUTIONS)
+    series = models.CharField(max_length=40)
+    bucket = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    values = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "resolution", "series", "bucket"], name="rollup_bucket"
+            )
+        ]
+        indexes = [models.Index(fields=["resolution", "bucket"])]
+
+
+class RollupState(models.Model):
+    """Watermark: everything of `host` before `done_until` is rolled up at `resolution`."""
+
+    host = models.ForeignKey(Host, models.CASCADE)
+    resolution = models.PositiveIntegerField(choices=Rollup.RESOLUTIONS)
+    done_until = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "resolution"], name="rollup_state")]
+
+
+class Retention(models.Model):
+    """How long history is kept. One row, edited in the admin."""
+
+    raw_hours = models.PositiveIntegerField(
+        default=48, help_text="Raw samples (every tick), in hours."
+    )
+    minute_days = models.PositiveIntegerField(default=30, help_text="1-minute rollups, in days.")
+    hour_days = models.PositiveIntegerField(default=365, help_text="1-hour rollups, in days.")
+    event_days = models.PositiveIntegerField(default=90, help_text="Events, in days.")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "retention"
+
+    def __str__(self) -> str:
+        return (
+            f"raw {self.raw_hours} h, 1-minute {self.minute_days} d, "
+            f"1-hour {self.hour_days} d, events {self.event_days} d"
+        )
+
+    def clean(self) -> None:
+        if self.raw_hours < 1:
+            raise ValidationError({"raw_hours": "Keep raw samples at least 1 hour."})
+
+    @classmethod
+    def current(cls) -> "Retention":
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class Lease(models.Model):
+    """A named lock with an expiry, taken and renewed by conditional updates."""
+
+    name = models.CharField(max_length=150, unique=True)
+    owner = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField()
+    acquired_at = models.DateTimeField(null=True)
+    renewed_at = models.DateTimeField(null=True)
+    info = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def acquire(cls, name: str, owner: str, ttl: float, now=None) -> bool:
+        """Take the lease if it is free, expired, or already handed to `owner`."""
+        now = now or timezone.now()
+        expires = now + timedelta(seconds=ttl)
+        taken = (
+            cls.objects.filter(name=name)
+            .filter(Q(expires_at__lte=now) | Q(owner=owner))
+            .update(owner=owner, expires_at=expires, acquired_at=now, renewed_at=now)
+        )
+        if taken:
+            return True
+        try:
+            with transaction.atomic():
+                cls.objects.create(
+                    name=name, owner=owner, expires_at=expires, acquired_at=now, renewed_at=now
+                )
+            return True
+        except IntegrityError:
+            return False  # it exists and someone else holds it
+
+    @classmethod
+    def renew(cls, name: str, owner: str, ttl: float, now=None, **info) -> bool:
+        now = now or timezone.now()
+        fields = {"expires_at": now + timedelta(seconds=ttl), "renewed_at": now}
+        if info:
+            fields["info"] = info
+        return bool(cls.objects.filter(name=name, owner=owner).update(**fields))
+
+    @classmethod
+    def hand_over(cls, name: str, owner: str, successor: str, ttl: float) -> bool:
+        """Give a held lease straight to `successor`, so nobody else can take it between."""
+        expires = timezone.now() + timedelta(seconds=ttl)
+        return bool(
+            cls.objects.filter(name=name, owner=owner).update(owner=successor, expires_at=expires)
+        )
+
+    @classmethod
+    def release(cls, name: str, owner: str) -> None:
+        cls.objects.filter(name=name, owner=owner).update(expires_at=timezone.now(), owner="")
+
+    @staticmethod
+    def new_owner() -> str:
+        return uuid.uuid4().hex

@@ -1,0 +1,82 @@
+"""Delete history older than the Retention row says, in bounded batches.
+
+Each batch is its own short transaction: on SQLite a writer locks the whole
+database, and one huge DELETE would stall the sampler for its whole duration.
+Raw samples are never deleted before they are rolled up.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from monitoring.models import (
+    Event,
+    GpuSample,
+    HostSample,
+    Process,
+    ProcessSample,
+    Retention,
+    Rollup,
+    RollupState,
+)
+
+log = logging.getLogger(__name__)
+BATCH = 5000
+
+
+def delete_in_batches(queryset, batch: int = BATCH) -> int:
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(queryset.values_list("pk", flat=True)[:batch])
+            if not ids:
+                return deleted
+            # Delete by pk from the base manager: no cascade collection needed here
+            # because the querysets passed in only reach leaf tables or SET_NULL ones.
+            queryset.model._base_manager.filter(pk__in=ids).delete()
+        deleted += len(ids)
+
+
+def prune(now=None, batch: int = BATCH) -> dict[str, int]:
+    now = now or timezone.now()
+    policy = Retention.current()
+    raw_cutoff = now - timedelta(hours=policy.raw_hours)
+    # Raw rows not yet rolled up stay, whatever their age.
+    rolled = RollupState.objects.filter(resolution=Rollup.MINUTE).aggregate(m=Min("done_until"))
+    raw_cutoff = min(raw_cutoff, rolled["m"]) if rolled["m"] else None
+    minute_cutoff = now - timedelta(days=policy.minute_days)
+    hour_cutoff = now - timedelta(days=policy.hour_days)
+    counts = {}
+    if raw_cutoff is not None:
+        counts["host_samples"] = delete_in_batches(
+            HostSample.objects.filter(ts__lt=raw_cutoff), batch
+        )
+        counts["gpu_samples"] = delete_in_batches(
+            GpuSample.objects.filter(ts__lt=raw_cutoff), batch
+        )
+        counts["process_samples"] = delete_in_batches(
+            ProcessSample.objects.filter(ts__lt=raw_cutoff), batch
+        )
+        # Identities nobody refers to any more: unwatched ones once their raw rows are
+        # gone, watched ones (their rollups name them) after the 1-hour rollups.
+        counts["processes"] = delete_in_batches(
+            Process.objects.filter(
+                Q(watched__isnull=True, last_seen__lt=raw_cutoff) | Q(last_seen__lt=hour_cutoff)
+            ).exclude(samples__ts__gte=raw_cutoff),
+            batch,
+        )
+    counts["minute_rollups"] = delete_in_batches(
+        Rollup.objects.filter(resolution=Rollup.MINUTE, bucket__lt=minute_cutoff), batch
+    )
+    counts["hour_rollups"] = delete_in_batches(
+        Rollup.objects.filter(resolution=Rollup.HOUR, bucket__lt=hour_cutoff), batch
+    )
+    counts["events"] = delete_in_batches(
+        Event.objects.filter(ts__lt=now - timedelta(days=policy.event_days)), batch
+    )
+    if any(counts.values()):
+        log.info("pruned %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    return counts

@@ -1,0 +1,167 @@
+"""Background tasks run by the django-q2 cluster.
+
+The sampler. django-q2's scheduler is minute-grained, so sampling every few seconds
+needs a loop that lives inside one task. The loop holds a Lease (one per machine), so
+only one sampler runs however many workers or clusters start it. It samples for one
+shift (PTRACKER_SAMPLER_SHIFT, 5 minutes by default), then hands the lease straight
+to a fresh task it enqueues, which reads the counters once on start and so goes on
+without a gap. Bounded shifts keep every task under the cluster's timeout (a hung
+read ends in a killed worker and a replaced loop, not a stuck one), let workers
+recycle, and mean no task stays unacknowledged long enough for the broker to
+deliver it twice.
+
+A dead loop (killed worker, lost task) leaves its lease to expire; the minute
+schedule `ensure_sampler` then starts a new one.
+
+Stopping: django-q2 workers ignore SIGINT and the cluster waits for running tasks
+before it exits, so the loop listens for SIGINT/SIGTERM itself while it runs, ends
+its tick, releases the lease and returns.
+"""
+
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from monitoring import ingest, retention, rollups
+from monitoring.models import Event, Host, Lease, WatchedProcess, local_machine_id
+from monitoring.sampling import Sampler, Watch
+
+log = logging.getLogger(__name__)
+
+SAMPLER_TASK = "monitoring.tasks.run_sampler"
+
+
+def sampler_lease_name() -> str:
+    return f"sampler:{local_machine_id()}"
+
+
+def lease_ttl(interval: int) -> float:
+    return max(3 * interval, 15)
+
+
+def load_watches(host: Host) -> list[Watch]:
+    watches = []
+    for w in WatchedProcess.objects.filter(enabled=True).prefetch_related("hosts"):
+        hosts = list(w.hosts.all())
+        if hosts and host not in hosts:
+            continue
+        try:
+            watches.append(Watch(id=w.id, field=w.field, regex=re.compile(w.pattern)))
+        except re.error:
+            log.warning("watch %r has an invalid pattern, skipped", w.name)
+    return watches
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM set `event` instead of their usual effect."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+        self.saved: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        log.info("sampler stopping on %s", signal.Signals(signum).name)
+        self.event.set()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def run_sampler(
+    token: str | None = None,
+    shift: float | None = None,
+    stop: threading.Event | None = None,
+    hand_over: bool = True,
+) -> str:
+    """Sample this machine every PTRACKER_SAMPLE_INTERVAL seconds for one shift."""
+    interval = settings.PTRACKER_SAMPLE_INTERVAL
+    shift = settings.PTRACKER_SAMPLER_SHIFT if shift is None else shift
+    stop = stop or threading.Event()
+    name = sampler_lease_name()
+    owner = token or Lease.new_owner()
+    ttl = lease_ttl(interval)
+    if not Lease.acquire(name, owner, ttl):
+        return "another sampler holds the lease"
+    host = Host.local()
+    if host.sample_interval != interval:
+        Host.objects.filter(pk=host.pk).update(sample_interval=interval)
+        host.sample_interval = interval
+    if token is None:
+        Event.record(host, "sampler_started", f"sampling every {interval} s", subject="sampler")
+    sampler = Sampler(top_n=settings.PTRACKER_TOP_N, watches=load_watches(host))
+    ticks = 0
+    ended_by = "shift over"
+    with StopSignals(stop):
+        sampler.prime()
+        deadline = time.monotonic() + shift
+        while True:
+            # Ticks fall on multiples of the interval, the same on every host.
+            wait = interval - time.time() % interval
+            if time.monotonic() + wait > deadline:
+                break
+            if stop.wait(wait):
+                ended_by = "stop requested"
+                break
+            try:
+                ingest.store(host, sampler.sample())
+                ticks += 1
+            except Exception:
+                log.exception("sample not stored")
+                close_old_connections()  # a broken connection is replaced on next use
+            if not Lease.renew(name, owner, ttl, ticks=ticks, pid=os.getpid()):
+                ended_by = "lease lost"
+                log.warning("sampler lease taken by another sampler; this one stops")
+                break
+            sampler.watches = load_watches(host)
+    if ended_by == "shift over" and hand_over and not stop.is_set():
+        successor = Lease.new_owner()
+        if Lease.hand_over(name, owner, successor, ttl):
+            async_task(SAMPLER_TASK, token=successor, task_name=f"sampler-{successor[:8]}")
+    elif ended_by != "lease lost":
+        Lease.release(name, owner)
+    return f"{ticks} samples, {ended_by}"
+
+
+def ensure_sampler() -> str:
+    """Minute schedule: start a sampler if none holds a live lease."""
+    lease = Lease.objects.filter(name=sampler_lease_name()).first()
+    if lease and lease.expires_at > timezone.now():
+        return "sampler alive"
+    async_task(SAMPLER_TASK, task_name="sampler")
+    return "sampler started"
+
+
+def roll_up() -> str:
+    return f"{rollups.roll_up()} rollup rows written"
+
+
+def prune() -> str:
+    counts = retention.prune()
+    return ", ".join(f"{v} {k}" for k, v in counts.items())
+
+
+def sampler_status() -> dict:
+    lease = Lease.objects.filter(name=sampler_lease_name()).first()
+    now = timezone.now()
+    alive = bool(lease and lease.expires_at > now and lease.owner)
+    return {
+        "alive": alive,
+        "renewed_at": lease.renewed_at if lease else None,
+        "stale_for": (now - lease.expires_at) if lease and not alive else timedelta(0),
+    }

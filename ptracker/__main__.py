@@ -1,0 +1,3 @@
+from ptracker.cli import main
+
+raise SystemExit(main())
