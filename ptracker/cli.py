@@ -145,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if not port_free(args.bind, args.port):
         return fail(f"port {args.port} on {args.bind} is in use; choose another with --port")
     login = first_login(settings.DATA_DIR)
+    from monitoring.tasks import ensure_sampler
+
+    ensure_sampler()  # queued now, so sampling starts with the cluster, not a minute later
 
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):

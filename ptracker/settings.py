@@ -56,7 +56,7 @@ def default_data_dir() -> Path:
 
 DATA_DIR = Path(env("PTRACKER_DATA_DIR") or default_data_dir()).expanduser().resolve()
 try:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    (DATA_DIR / "static").mkdir(parents=True, exist_ok=True)
 except OSError as exc:
     CONFIG_ERRORS.append(f"PTRACKER_DATA_DIR {str(DATA_DIR)!r} cannot be created: {exc}.")
 
@@ -213,7 +213,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = DATA_DIR / "static"  # for `collectstatic` behind another web server
 # Serve straight from the finders: no collectstatic step for a one-command install.
 WHITENOISE_USE_FINDERS = True
 

@@ -99,7 +99,8 @@ def read_device(nvml, index: int) -> GpuReading:
     )
 
 
-def collect(nvml=pynvml) -> list[GpuReading]:
+def collect(nvml=None) -> list[GpuReading]:
+    nvml = nvml or pynvml
     if not start(nvml):
         return []
     try:
@@ -116,7 +117,8 @@ def collect(nvml=pynvml) -> list[GpuReading]:
     return readings
 
 
-def driver_version(nvml=pynvml) -> str | None:
+def driver_version(nvml=None) -> str | None:
+    nvml = nvml or pynvml
     if not start(nvml):
         return None
     try:
