@@ -254,8 +254,9 @@ class Event(models.Model):
 class Rollup(models.Model):
     """Aggregates of one series of a host over one bucket (1 minute or 1 hour).
 
-    `series` is "host", "gpu:<index>" or "process:<Process id>"; `values` maps each
-    metric to [avg, min, max, last] over the `count` samples in the bucket.
+    `series` is "host", "gpu:<index>" or "process:<Process id>". `values` maps each
+    metric to [avg, min, max, last] over the `count` samples in the bucket, with a
+    fifth item, the number of values, when the metric was missing from some samples.
     """
 
     MINUTE = 60

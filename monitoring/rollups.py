@@ -61,17 +61,19 @@ class Stats:
         self.high = high if self.high is None else max(self.high, high)
         self.last = value
 
-    def result(self) -> list | None:
+    def result(self, rows: int) -> list | None:
+        """[avg, min, max, last], plus the number of values when fewer than `rows`."""
         if not self.n:
             return None
-        return [round(self.total / self.n, 4), self.low, self.high, self.last]
+        values = [round(self.total / self.n, 4), self.low, self.high, self.last]
+        return values if self.n == rows else [*values, self.n]
 
 
 def _rollup_rows(host, resolution, groups: dict) -> list[Rollup]:
     """groups: (series, bucket) -> (count, {metric: Stats})"""
     rows = []
     for (series, bucket), (count, stats) in groups.items():
-        values = {m: s.result() for m, s in stats.items() if s.n}
+        values = {m: s.result(count) for m, s in stats.items() if s.n}
         rows.append(
             Rollup(
                 host=host,
@@ -131,10 +133,11 @@ def hour_groups(host: Host, start: datetime, end: datetime) -> dict:
     for r in minutes.iterator(chunk_size=2000):
         group = groups[(r.series, floor(r.bucket, 3600))]
         group[0] += r.count
-        for metric, (avg, low, high, last) in r.values.items():
+        for metric, (avg, low, high, last, *n) in r.values.items():
             stats = group[1][metric]
-            # Weight by sample count so the hour's mean equals the mean of its raw rows.
-            stats.add(avg, weight=r.count, low=low, high=high)
+            # Weight by the number of values so the hour's mean is the mean of its raw
+            # values, also for a metric that was missing (None) in some samples.
+            stats.add(avg, weight=n[0] if n else r.count, low=low, high=high)
             stats.last = last
     return groups
 

@@ -1,0 +1,75 @@
+"""Shared test setup: personas and small builders, in the healthchecks manner.
+
+alice is an admin (superuser), bob a signed-in user without staff rights; anonymous
+requests are made with a fresh client.
+"""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.contrib.auth.models import User
+
+from monitoring.models import Host
+from monitoring.sampling import Batch, ProcessRow
+
+T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # a Monday, 03:00 UTC
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return User.objects.create_superuser("alice", "alice@example.org", "alice-password")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    return User.objects.create_user("bob", "bob@example.org", "bob-password")
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def host(db) -> Host:
+    return Host.objects.create(name="gpu-box", hostname="gpu-box", machine_id="m-gpu-box")
+
+
+def proc(pid: int, create_time: float = 1000.0, **fields) -> ProcessRow:
+    values = {
+        "ppid": 1,
+        "name": f"proc{pid}",
+        "cmdline": f"/usr/bin/proc{pid} --serve",
+        "exe": f"/usr/bin/proc{pid}",
+        "username": "svc",
+        "status": "running",
+        "cpu_percent": 1.0,
+        "rss": 10 * 2**20,
+        "vms": 50 * 2**20,
+        "mem_percent": 0.5,
+        "threads": 4,
+        "read_bps": 0.0,
+        "write_bps": 0.0,
+        "gpu_memory": None,
+    }
+    values.update(fields)
+    return ProcessRow(pid=pid, create_time=create_time, **values)
+
+
+def batch(ts: datetime, processes=(), watched_running=(), **host) -> Batch:
+    values = {
+        "cpu_percent": 10.0,
+        "per_cpu": [10.0, 10.0],
+        "load1": 0.5,
+        "load5": 0.4,
+        "load15": 0.3,
+        "mem_total": 8 * 2**30,
+        "mem_used": 2 * 2**30,
+        "mem_available": 6 * 2**30,
+        "process_count": len(processes),
+    }
+    values.update(host)
+    return Batch(
+        ts=ts, host=values, processes=list(processes), watched_running=set(watched_running)
+    )

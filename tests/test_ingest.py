@@ -1,0 +1,144 @@
+"""monitoring.ingest.store: one batch in, the right rows and events out."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from monitoring import ingest
+from monitoring.models import Event, GpuSample, HostSample, Process, ProcessSample, WatchedProcess
+from tests.conftest import T0, batch, proc
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_stores_host_gpu_and_process_rows(host):
+    b = batch(T0, [proc(10), proc(11, gpu_memory=3 * 2**30)], net_rx_bps=1500.0)
+    b.gpus = [
+        {
+            "index": 0,
+            "uuid": "GPU-1",
+            "name": "H100",
+            "utilization": 97.0,
+            "memory_used": 3 * 2**30,
+            "memory_total": 80 * 2**30,
+            "temperature": 61.0,
+            "power_w": 412.5,
+        }
+    ]
+    ingest.store(host, b)
+    sample = HostSample.objects.get(host=host)
+    assert (sample.ts, sample.cpu_percent, sample.net_rx_bps) == (T0, 10.0, 1500.0)
+    assert sample.mem_percent == 25.0
+    gpu = GpuSample.objects.get(host=host)
+    assert (gpu.utilization, gpu.power_w, gpu.memory_percent) == (97.0, 412.5, 3.75)
+    rows = {s.process.pid: s for s in ProcessSample.objects.select_related("process")}
+    assert set(rows) == {10, 11}
+    assert rows[11].gpu_memory == 3 * 2**30
+    assert rows[10].process.cmdline == "/usr/bin/proc10 --serve"
+    host.refresh_from_db()
+    assert host.last_seen == T0
+
+
+def test_it_keeps_one_identity_per_pid_and_create_time(host):
+    ingest.store(host, batch(T0, [proc(10, create_time=1000.5)]))
+    ingest.store(host, batch(T0 + timedelta(seconds=5), [proc(10, create_time=1000.5)]))
+    # pid 10 reused by a new process
+    ingest.store(host, batch(T0 + timedelta(seconds=10), [proc(10, create_time=2000.25)]))
+    identities = list(Process.objects.order_by("create_time"))
+    assert [(p.pid, p.create_time.timestamp()) for p in identities] == [(10, 1000.5), (10, 2000.25)]
+    assert identities[0].last_seen == T0 + timedelta(seconds=5)
+    assert identities[0].samples.count() == 2
+    assert identities[1].samples.count() == 1
+
+
+def test_a_failed_write_stores_nothing_of_the_batch(host):
+    bad = batch(T0, [proc(10)], mem_total=None)
+    bad.processes.append(proc(11, status="x" * 12))
+    bad.host["process_count"] = -1  # violates the unsigned constraint: the insert fails
+    with pytest.raises(Exception):  # noqa: B017  (IntegrityError on PostgreSQL and SQLite)
+        ingest.store(host, bad)
+    assert not HostSample.objects.exists()
+    assert not Process.objects.exists()
+
+
+def test_it_stores_a_tick_in_a_bounded_number_of_queries(host):
+    ingest.store(host, batch(T0, [proc(pid) for pid in range(1, 51)]))
+    later = batch(T0 + timedelta(seconds=5), [proc(pid) for pid in range(1, 51)] + [proc(99)])
+    with CaptureQueriesContext(connection) as queries:
+        ingest.store(host, later)
+    assert len(queries) <= 10
+    assert ProcessSample.objects.filter(ts=later.ts).count() == 51
+
+
+@pytest.fixture
+def nginx_watch(db):
+    return WatchedProcess.objects.create(name="nginx", pattern="^nginx$")
+
+
+def nginx(pid: int, create_time: float, watch):
+    return proc(pid, create_time=create_time, name="nginx", watched_id=watch.id)
+
+
+def test_it_records_a_watched_process_starting(host, nginx_watch):
+    ingest.store(host, batch(T0, []))
+    started_at = (T0 + timedelta(seconds=3)).timestamp()
+    ingest.store(
+        host,
+        batch(T0 + timedelta(seconds=5), [nginx(80, started_at, nginx_watch)], [nginx_watch.id]),
+    )
+    event = Event.objects.get(kind="process_started")
+    assert event.message == "nginx started (pid 80)"
+    assert event.process.pid == 80
+
+
+def test_a_process_running_before_we_looked_is_not_reported_as_started(host, nginx_watch):
+    ingest.store(host, batch(T0, []))
+    long_ago = (T0 - timedelta(days=3)).timestamp()
+    ingest.store(host, batch(T0 + timedelta(seconds=5), [nginx(80, long_ago, nginx_watch)]))
+    assert not Event.objects.filter(kind="process_started").exists()
+
+
+def test_it_records_a_watched_process_exiting_while_others_still_run(host, nginx_watch):
+    ct = (T0 - timedelta(hours=1)).timestamp()
+    both = [nginx(80, ct, nginx_watch), nginx(81, ct, nginx_watch)]
+    ingest.store(host, batch(T0, both, [nginx_watch.id]))
+    ingest.store(host, batch(T0 + timedelta(seconds=5), both[:1], [nginx_watch.id]))
+    event = Event.objects.get()
+    assert (event.kind, event.process.pid) == ("process_exited", 81)
+    assert Process.objects.get(pid=81).exited_at == T0
+
+
+def test_it_records_a_watched_process_vanishing(host, nginx_watch):
+    ct = (T0 - timedelta(hours=1)).timestamp()
+    ingest.store(host, batch(T0, [nginx(80, ct, nginx_watch)], [nginx_watch.id]))
+    ingest.store(host, batch(T0 + timedelta(seconds=5), []))
+    event = Event.objects.get()
+    assert event.kind == "process_vanished"
+    assert event.get_kind_display() == "process exited abnormally"
+    assert "no process matches watch 'nginx'" in event.message
+    # Reported once, not again on every later batch.
+    ingest.store(host, batch(T0 + timedelta(seconds=10), []))
+    assert Event.objects.count() == 1
+
+
+def test_repeated_exits_of_one_watch_collapse_into_one_event(host, nginx_watch):
+    ct = (T0 - timedelta(hours=1)).timestamp()
+    master = nginx(1, ct, nginx_watch)
+    ts = T0
+    for worker_pid in (100, 101, 102):  # workers recycled one after another
+        worker = nginx(worker_pid, ct, nginx_watch)
+        ingest.store(host, batch(ts, [master, worker], [nginx_watch.id]))
+        ts += timedelta(seconds=5)
+    ingest.store(host, batch(ts, [master], [nginx_watch.id]))
+    event = Event.objects.get(kind="process_exited")
+    assert event.count == 3
+
+
+def test_a_disabled_watch_reports_no_exits(host, nginx_watch):
+    ct = (T0 - timedelta(hours=1)).timestamp()
+    ingest.store(host, batch(T0, [nginx(80, ct, nginx_watch)], [nginx_watch.id]))
+    WatchedProcess.objects.filter(pk=nginx_watch.pk).update(enabled=False)
+    ingest.store(host, batch(T0 + timedelta(seconds=5), []))
+    assert not Event.objects.exists()

@@ -1,0 +1,138 @@
+"""Counters to rates, CPU percentages, and which processes are stored."""
+
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+
+from monitoring.collectors.system import CpuTimes
+from monitoring.sampling import Counters, Sampler, cpu_percent, select
+from tests.conftest import proc
+
+
+def test_first_reading_has_no_rate():
+    counters = Counters()
+    assert counters.rate("disk", 1000, now=10.0) is None
+
+
+def test_rate_is_per_second_against_the_previous_reading():
+    counters = Counters()
+    counters.rate("disk", 1000, now=10.0)
+    assert counters.rate("disk", 6000, now=12.0) == 2500.0
+    assert counters.rate("disk", 6000, now=13.0) == 0.0
+
+
+def test_a_counter_that_goes_back_gives_no_rate_then_recovers():
+    counters = Counters()
+    counters.rate("nic", 2**32 - 100, now=1.0)
+    assert counters.rate("nic", 50, now=2.0) is None  # reset or 32-bit wrap
+    assert counters.rate("nic", 150, now=3.0) == 100.0
+
+
+def test_an_unreadable_counter_gives_no_rate_and_forgets_the_baseline():
+    counters = Counters()
+    counters.rate("io", 100, now=1.0)
+    assert counters.rate("io", None, now=2.0) is None
+    assert counters.rate("io", 300, now=3.0) is None  # no baseline any more
+
+
+def test_a_reused_pid_starts_without_rate():
+    counters = Counters()
+    old, new = (4242, 1000.0), (4242, 2000.0)  # same pid, other create_time
+    counters.rate((old, "cpu"), 50.0, now=1.0)
+    counters.rate((old, "cpu"), 51.0, now=2.0)
+    assert counters.rate((new, "cpu"), 0.5, now=3.0) is None
+    assert counters.rate((new, "cpu"), 1.0, now=4.0) == 0.5
+
+
+def test_keep_only_forgets_gone_identities():
+    counters = Counters()
+    counters.rate(((1, 1.0), "cpu"), 1.0, now=1.0)
+    counters.rate(((2, 1.0), "cpu"), 1.0, now=1.0)
+    counters.keep_only({(2, 1.0)})
+    assert counters.rate(((1, 1.0), "cpu"), 2.0, now=2.0) is None
+    assert counters.rate(((2, 1.0), "cpu"), 2.0, now=2.0) == 1.0
+
+
+def test_cpu_percent_from_busy_and_total_times():
+    before = CpuTimes(busy=100.0, total=400.0)
+    after = CpuTimes(busy=130.0, total=500.0)
+    assert cpu_percent(before, after) == 30.0
+    assert cpu_percent(None, after) is None
+    assert cpu_percent(after, before) is None  # counters went back: host rebooted
+
+
+def test_select_keeps_top_n_by_cpu_and_by_memory():
+    rows = [proc(pid, cpu_percent=float(pid), rss=(100 - pid) * 2**20) for pid in range(1, 11)]
+    keep = select(rows, top_n=2)
+    kept = sorted(r.pid for r in rows if id(r) in keep)
+    assert kept == [1, 2, 9, 10]  # 9 and 10 by CPU, 1 and 2 by memory
+
+
+def test_select_never_ranks_idle_processes_by_cpu():
+    rows = [proc(1, cpu_percent=0.0, rss=1), proc(2, cpu_percent=None, rss=2), proc(3, rss=3)]
+    keep = select(rows, top_n=1)
+    assert {r.pid for r in rows if id(r) in keep} == {3}
+
+
+def test_select_always_keeps_watched_and_gpu_processes():
+    rows = [
+        proc(1, cpu_percent=90.0, rss=2**30),
+        proc(2, cpu_percent=0.0, rss=1, watched_id=7),
+        proc(3, cpu_percent=0.0, rss=1, gpu_memory=2**30),
+        proc(4, cpu_percent=0.0, rss=1),
+    ]
+    keep = select(rows, top_n=1)
+    assert {r.pid for r in rows if id(r) in keep} == {1, 2, 3}
+
+
+def test_sampler_measures_a_busy_child_and_sums_the_rest():
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        sampler = Sampler(top_n=3)
+        sampler.prime()
+        time.sleep(1.0)
+        batch = sampler.sample()
+    finally:
+        child.kill()
+        child.wait()
+    rows = {r.pid: r for r in batch.processes}
+    assert child.pid in rows
+    assert 50 <= rows[child.pid].cpu_percent <= 105  # one busy core
+    assert rows[child.pid].cmdline == f"{sys.executable} -c while True: pass"
+    assert len(batch.processes) <= 3 + 3
+    assert abs(batch.host["process_count"] - len(psutil.pids())) <= 5
+    stored_rss = sum(r.rss or 0 for r in batch.processes)
+    assert batch.host["other_rss"] > 0
+    assert stored_rss + batch.host["other_rss"] > psutil.Process(os.getpid()).memory_info().rss
+
+
+def test_sampler_first_sample_has_no_rates_second_has():
+    sampler = Sampler()
+    first = sampler.sample()
+    assert first.host["cpu_percent"] is None
+    assert first.host["disk_read_bps"] is None
+    assert all(r.cpu_percent is None for r in first.processes)
+    time.sleep(0.2)
+    second = sampler.sample()
+    assert 0 <= second.host["cpu_percent"] <= 100
+    assert all(p is None or 0 <= p <= 100 for p in second.host["per_cpu"])
+    assert second.host["disk_read_bps"] is None or second.host["disk_read_bps"] >= 0
+
+
+def test_one_failing_collector_does_not_stop_the_others(monkeypatch, caplog):
+    from monitoring import collectors
+
+    def broken():
+        raise RuntimeError("disk stats unavailable")
+
+    monkeypatch.setitem(collectors.COLLECTORS, "disks", broken)
+    sampler = Sampler()
+    first = sampler.sample()
+    second = sampler.sample()
+    assert "disks" not in first.host and "disk_read_bps" not in second.host
+    assert second.host["mem_total"] > 0 and second.processes
+    failures = [r for r in caplog.records if "collector 'disks' failed" in r.getMessage()]
+    assert len(failures) == 1  # logged once, not every tick
