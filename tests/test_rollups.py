@@ -58,7 +58,7 @@ def test_minute_rollups_equal_the_raw_statistics(host):
 
 def test_hour_rollups_equal_the_raw_statistics(host):
     raw = seed(host, minutes=90, every=10)
-    now = T0 + timedelta(hours=3)
+    now = T0 + timedelta(minutes=100)
     rollups.roll_up_host(host, Rollup.MINUTE, now=now)
     rollups.roll_up_host(host, Rollup.HOUR, now=now)
     first_hour = [r for r in raw if r.ts < T0 + timedelta(hours=1)]
@@ -66,7 +66,7 @@ def test_hour_rollups_equal_the_raw_statistics(host):
     assert hour.count == len(first_hour) == 360
     for field in ("cpu_percent", "mem_used", "net_rx_bps"):
         assert hour.values[field] == pytest.approx(expected(first_hour, field), rel=1e-6), field
-    # The second hour is incomplete (minutes run to 04:30): it is not rolled up yet.
+    # The second hour is not over at `now` (04:40): it is not rolled up yet.
     assert not Rollup.objects.filter(resolution=3600, bucket=T0 + timedelta(hours=1)).exists()
 
 
