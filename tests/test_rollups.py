@@ -7,8 +7,15 @@ import pytest
 from django.db import DatabaseError, connection
 
 from monitoring import rollups
-from monitoring.models import GpuSample, HostSample, Process, ProcessSample, Rollup, RollupState
-from monitoring.models import WatchedProcess
+from monitoring.models import (
+    GpuSample,
+    HostSample,
+    Process,
+    ProcessSample,
+    Rollup,
+    RollupState,
+    WatchedProcess,
+)
 from tests.conftest import T0
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,218 @@
+"""The `ptracker` command: start-up checks, first login, and `ptracker run` end to end."""
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import datetime
+
+import psutil
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from ptracker.cli import first_login
+
+
+def ptracker(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ptracker", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "PTRACKER_SAMPLE_INTERVAL",
+            "0",
+            "PTRACKER_SAMPLE_INTERVAL must be a whole number from 1 to 60 seconds, got '0'.",
+        ),
+        ("PTRACKER_SAMPLE_INTERVAL", "5s", "got '5s'"),
+        (
+            "DATABASE_URL",
+            "mysql://root@localhost/x",
+            "DATABASE_URL must be sqlite:// or postgres://",
+        ),
+        ("DATABASE_URL", "not a url", "DATABASE_URL"),
+        ("DEBUG", "maybe", "DEBUG must be true or false"),
+        ("PTRACKER_REDIS_URL", "localhost:6379", "PTRACKER_REDIS_URL must start with redis://"),
+    ],
+)
+def test_run_refuses_a_bad_setting_with_a_clear_message(tmp_path, name, value, message):
+    result = ptracker("run", env={"PTRACKER_DATA_DIR": str(tmp_path), name: value})
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ptracker.sqlite3").exists()  # stopped before touching anything
+
+
+def test_run_refuses_a_port_in_use(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = ptracker("run", "--port", str(port), env={"PTRACKER_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+
+
+@pytest.mark.django_db
+def test_first_start_creates_an_admin_with_a_random_password(tmp_path):
+    message = first_login(tmp_path)
+    password = (tmp_path / "initial-admin-password").read_text().strip()
+    assert f"log in as admin, password {password}" in message
+    assert len(password) >= 16
+    assert stat.S_IMODE((tmp_path / "initial-admin-password").stat().st_mode) == 0o600
+    assert User.objects.get(username="admin").check_password(password)
+    # Second start: same admin, no new password, the file is pointed to.
+    assert first_login(tmp_path) == (
+        f"log in as admin with the password in {tmp_path / 'initial-admin-password'}"
+    )
+    assert User.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_password_file_goes_once_the_password_is_changed(tmp_path):
+    first_login(tmp_path)
+    admin = User.objects.get(username="admin")
+    admin.set_password("a-new-long-password")
+    admin.save()
+    assert first_login(tmp_path).startswith("log in with your account")
+    assert not (tmp_path / "initial-admin-password").exists()
+
+
+@pytest.mark.django_db
+def test_an_existing_superuser_gets_no_generated_password(tmp_path, alice):
+    assert first_login(tmp_path).startswith("log in with your account")
+    assert not (tmp_path / "initial-admin-password").exists()
+    assert not User.objects.filter(username="admin").exists()
+
+
+# --- end to end ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def e2e_database(tmp_path):
+    """A database of its own for the started ptracker, on the engine under test."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        yield {}, lambda sql: sqlite3.connect(tmp_path / "ptracker.sqlite3").execute(sql).fetchall()
+        return
+    import psycopg
+
+    name = f"ptracker_e2e_{uuid.uuid4().hex[:8]}"
+    server = {"host": db["HOST"] or "127.0.0.1", "port": db["PORT"] or 5432, "user": db["USER"]}
+    with psycopg.connect(dbname="postgres", autocommit=True, **server) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgres://{server['user']}@{server['host']}:{server['port']}/{name}"
+
+    def query(sql):
+        with psycopg.connect(dbname=name, **server) as conn:
+            return conn.execute(sql).fetchall()
+
+    yield {"DATABASE_URL": url}, query
+    with psycopg.connect(dbname="postgres", autocommit=True, **server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def read_until(process: subprocess.Popen, pattern: str, timeout: float) -> list[str]:
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    raise AssertionError(f"no {pattern!r} in output:\n{''.join(lines)}")
+
+
+def log_in(base: str, password: str) -> urllib.request.OpenerDirector:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(base + "/login/").read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = {"username": "admin", "password": password, "csrfmiddlewaretoken": token, "next": "/"}
+    opener.open(base + "/login/", urllib.parse.urlencode(form).encode())
+    return opener
+
+
+@pytest.mark.slow
+def test_run_collects_serves_and_stops_cleanly(tmp_path, e2e_database):
+    env_extra, query = e2e_database
+    port = free_port()
+    env = {
+        **os.environ,
+        **env_extra,
+        "PTRACKER_DATA_DIR": str(tmp_path),
+        "PTRACKER_SAMPLE_INTERVAL": "1",
+        "PTRACKER_SAMPLER_SHIFT": "10",  # the shortest allowed: see a handover in this test
+        "PYTHONUNBUFFERED": "1",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "ptracker", "run", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        read_until(run, r"ptracker is running at", timeout=90)
+        banner = read_until(run, r"log in as admin", timeout=5)[-1]
+        password = re.search(r"password (\S+)", banner).group(1)
+        time.sleep(16)
+        children = psutil.Process(run.pid).children(recursive=True)
+        assert len(children) >= 4  # daphne, cluster, its sentinel, workers…
+
+        times = [row[0] for row in query("SELECT ts FROM monitoring_hostsample ORDER BY ts")]
+        assert len(times) >= 12, times
+        parsed = [
+            (datetime.fromisoformat(t) if isinstance(t, str) else t).timestamp() for t in times
+        ]
+        gaps = [b - a for a, b in zip(parsed, parsed[1:], strict=False)]
+        assert max(gaps) <= 2.05, gaps  # never more than two intervals, handover included
+        handovers = query(
+            "SELECT count(*) FROM django_q_task WHERE func = 'monitoring.tasks.run_sampler'"
+        )[0][0]
+        assert handovers >= 1
+
+        opener = log_in(f"http://127.0.0.1:{port}", password)
+        html = opener.open(f"http://127.0.0.1:{port}/").read().decode()
+        assert socket.gethostname() in html and 'class="dot up"' in html
+
+        started = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        rest = run.communicate(timeout=15)[0]
+        assert time.monotonic() - started < 10
+        assert run.returncode == 0, rest
+        assert "ptracker: stopped" in rest
+        assert "did not stop" not in rest
+        left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert left == []
+        lease = query("SELECT owner FROM monitoring_lease")
+        assert lease == [("",)]  # released, not left to expire
+    finally:
+        if run.poll() is None:  # the test failed midway: leave nothing running
+            for child in psutil.Process(run.pid).children(recursive=True):
+                child.kill()
+            run.kill()
