@@ -33,16 +33,22 @@ def fail(message: str) -> int:
     return 2
 
 
-def prepare() -> int:
-    """System checks and migrations; a clear message and 2 when start-up cannot go on."""
+def check_configuration() -> int:
+    """Django's system checks; a clear message and 2 when they fail."""
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
-    from django.db import DatabaseError
 
     try:
         call_command("check")
     except SystemCheckError as exc:
         return fail(f"cannot start, the configuration has errors:\n{exc}")
+    return 0
+
+
+def migrate() -> int:
+    from django.core.management import call_command
+    from django.db import DatabaseError
+
     try:
         call_command("migrate", interactive=False, verbosity=0)
     except DatabaseError as exc:
@@ -139,11 +145,14 @@ def run(args: argparse.Namespace) -> int:
     django_setup()
     from django.conf import settings
 
-    status = prepare()
+    status = check_configuration()
     if status:
         return status
     if not port_free(args.bind, args.port):
         return fail(f"port {args.port} on {args.bind} is in use; choose another with --port")
+    status = migrate()
+    if status:
+        return status
     login = first_login(settings.DATA_DIR)
     from monitoring.tasks import ensure_sampler
 

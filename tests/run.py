@@ -36,8 +36,12 @@ def postgres_missing(url: str) -> str | None:
         return "the psycopg package is not installed (pip install -e '.[dev]')"
     try:
         psycopg.connect(
-            host=host, port=port, user=parts.username or "postgres", dbname="postgres",
-            password=parts.password, connect_timeout=5,
+            host=host,
+            port=port,
+            user=parts.username or "postgres",
+            dbname="postgres",
+            password=parts.password,
+            connect_timeout=5,
         ).close()
     except psycopg.Error as exc:
         return f"PostgreSQL at {host}:{port} refused the connection: {exc}".strip()

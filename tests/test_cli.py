@@ -24,9 +24,11 @@ from ptracker.cli import first_login
 
 
 def ptracker(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
+    """`ptracker ARGS` on SQLite in the given data dir, whatever database the suite uses."""
+    base = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.run(
         [sys.executable, "-m", "ptracker", *args],
-        env={**os.environ, **(env or {})},
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -60,6 +62,18 @@ def test_run_refuses_a_bad_setting_with_a_clear_message(tmp_path, name, value, m
     assert not (tmp_path / "ptracker.sqlite3").exists()  # stopped before touching anything
 
 
+def test_run_reports_an_unreachable_database(tmp_path):
+    result = ptracker(
+        "run",
+        "--port",
+        str(free_port()),
+        env={"PTRACKER_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgres://u@127.0.0.1:1/x"},
+    )
+    assert result.returncode == 2
+    assert "ptracker: cannot set up the database: connection failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_run_refuses_a_port_in_use(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -68,6 +82,7 @@ def test_run_refuses_a_port_in_use(tmp_path):
         result = ptracker("run", "--port", str(port), env={"PTRACKER_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert not (tmp_path / "ptracker.sqlite3").exists()
 
 
 @pytest.mark.django_db
