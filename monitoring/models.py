@@ -66,7 +66,9 @@ class Host(models.Model):
         return now - self.last_seen <= timedelta(seconds=max(3 * self.sample_interval, 15))
 
     def latest_sample(self) -> "HostSample | None":
-        return self.samples.order_by("-ts").first()
+        if self.last_seen is None:
+            return None
+        return self.samples.filter(ts=self.last_seen).first()
 
 
 class HostSample(models.Model):

@@ -34,8 +34,6 @@ def delete_in_batches(queryset, batch: int = BATCH) -> int:
             ids = list(queryset.values_list("pk", flat=True)[:batch])
             if not ids:
                 return deleted
-            # Delete by pk from the base manager: no cascade collection needed here
-            # because the querysets passed in only reach leaf tables or SET_NULL ones.
             queryset.model._base_manager.filter(pk__in=ids).delete()
         deleted += len(ids)
 
@@ -48,6 +46,10 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
     rolled = RollupState.objects.filter(resolution=Rollup.MINUTE).aggregate(m=Min("done_until"))
     raw_cutoff = min(raw_cutoff, rolled["m"]) if rolled["m"] else None
     minute_cutoff = now - timedelta(days=policy.minute_days)
+    # Likewise 1-minute rollups not yet in an hour.
+    hours = RollupState.objects.filter(resolution=Rollup.HOUR).aggregate(m=Min("done_until"))
+    if hours["m"]:
+        minute_cutoff = min(minute_cutoff, hours["m"])
     hour_cutoff = now - timedelta(days=policy.hour_days)
     counts = {}
     if raw_cutoff is not None:

@@ -103,3 +103,11 @@ def test_it_forgets_processes_whose_samples_are_gone(host):
     retention.prune(now=NOW)
     assert set(Process.objects.values_list("pid", flat=True)) == {recent.pid, watched.pid}
     assert Event.objects.get().process is None  # the event stays, unlinked
+
+
+def test_it_keeps_minute_rollups_not_yet_in_an_hour(host):
+    make_rollup(host, 60, timedelta(days=40))
+    make_rollup(host, 60, timedelta(days=35))
+    RollupState.objects.create(host=host, resolution=3600, done_until=NOW - timedelta(days=38))
+    retention.prune(now=NOW)
+    assert [(NOW - b).days for b in Rollup.objects.values_list("bucket", flat=True)] == [35]

@@ -128,3 +128,49 @@ def test_it_stops_cleanly_on_a_signal_and_restores_the_handler(sig):
     assert signal.getsignal(sig) is before
     assert Lease.objects.get(name=sampler_lease_name()).owner == ""
     assert queued_samplers() == []  # a stopped sampler queues no successor
+
+
+def test_a_failed_write_loses_that_sample_only(caplog):
+    from django.db import OperationalError, connection
+
+    failures = []
+
+    def disk_full_once(execute, sql, params, many, context):
+        if 'INSERT INTO "monitoring_hostsample"' in sql and not failures:
+            failures.append(sql)
+            raise OperationalError("database or disk is full")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(disk_full_once):
+        result = run_sampler(shift=4.5, hand_over=False)
+    assert failures
+    stored = HostSample.objects.count()
+    assert stored >= 2
+    assert result == f"{stored} samples, shift over"
+    assert "sample not stored" in caplog.text and "database or disk is full" in caplog.text
+
+
+@pytest.mark.skipif(
+    "sqlite" not in __import__("django.conf").conf.settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite's whole-database write lock; PostgreSQL locks rows",
+)
+def test_a_sample_waits_for_a_locked_database_instead_of_failing(tmp_path):
+    import sqlite3
+
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    from monitoring import ingest
+    from monitoring.sampling import Sampler
+
+    host = Host.local()
+    connection.close()
+    other = sqlite3.connect(
+        django_settings.DATABASES["default"]["NAME"], isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock…
+    threading.Timer(1.5, other.execute, ("COMMIT",)).start()  # …for 1.5 s
+    started = time.monotonic()
+    ingest.store(host, Sampler().sample())
+    assert time.monotonic() - started >= 1.0
+    assert HostSample.objects.filter(host=host).count() == 1
