@@ -117,6 +117,7 @@ class Sampler:
         self.per_cpu: tuple[CpuTimes, ...] = ()
         self.static: dict[Identity, StaticInfo] = {}
         self._logged_failures: set[tuple[str, str]] = set()
+        self.platform = collectors.system.platform_info()
 
     # -- running collectors ---------------------------------------------------------
     def run_collector(self, name: str, *args):
@@ -177,6 +178,11 @@ class Sampler:
             self._processes(batch, procs, now_procs, mem_total, gpu_memory_by_pid)
         if system is not None:
             batch.inventory = {
+                "hostname": self.platform.hostname,
+                "os": self.platform.os,
+                "kernel": self.platform.kernel,
+                "arch": self.platform.arch,
+                "cpu_model": self.platform.cpu_model,
                 "cpu_count": system.cpu_count,
                 "mem_total": system.mem_total,
                 "gpus": [{"index": g.index, "name": g.name, "uuid": g.uuid} for g in gpus],

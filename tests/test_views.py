@@ -152,3 +152,19 @@ def test_login_page_logs_in(client, alice):
     response = client.post("/login/", {"username": "alice", "password": "alice-password"})
     assert response.status_code == 302 and response.url == "/"
     assert client.get("/").status_code == 200
+
+
+def test_host_page_shows_the_inventory(alice_client, host):
+    b = batch(timezone.now(), [])
+    b.inventory = {
+        "os": "Debian GNU/Linux 12 (bookworm)",
+        "kernel": "6.1.0-27-amd64",
+        "arch": "x86_64",
+        "cpu_model": "AMD EPYC 9454",
+        "cpu_count": 96,
+        "mem_total": 2**40,
+    }
+    ingest.store(host, b)
+    html = alice_client.get(f"/hosts/{host.pk}/").content.decode()
+    assert "Debian GNU/Linux 12 (bookworm), kernel 6.1.0-27-amd64 (x86_64)" in html
+    assert "96 × AMD EPYC 9454" in html and "1.0 TiB memory" in html

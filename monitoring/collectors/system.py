@@ -1,6 +1,7 @@
 """CPU, load, memory and swap of the whole machine."""
 
 import os
+import platform
 import time
 from dataclasses import dataclass
 
@@ -75,3 +76,37 @@ def uptime(reading: SystemReading, now: float | None = None) -> float | None:
     if reading.boot_time is None:
         return None
     return (now or time.time()) - reading.boot_time
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What does not change while the machine runs: read once per sampler."""
+
+    hostname: str
+    os: str
+    kernel: str
+    arch: str
+    cpu_model: str
+
+
+def platform_info() -> Platform:
+    try:
+        os_name = platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
+    except OSError:
+        os_name = platform.system()
+    cpu_model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return Platform(
+        hostname=platform.node(),
+        os=os_name,
+        kernel=platform.release(),
+        arch=platform.machine(),
+        cpu_model=cpu_model,
+    )
