@@ -172,13 +172,35 @@ def log_in(base: str, password: str) -> urllib.request.OpenerDirector:
     return opener
 
 
+REDIS_URL = os.environ.get("PTRACKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(params=["orm", "redis"])
+def broker(request) -> dict:
+    """The task broker under test: the database (default), or Redis when one answers."""
+    if request.param == "orm":
+        yield {}
+        return
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"no Redis server answers at {REDIS_URL} ({exc})")
+    client.flushdb()  # a database number of its own: no stale tasks from earlier runs
+    yield {"PTRACKER_REDIS_URL": REDIS_URL}
+    client.flushdb()
+
+
 @pytest.mark.slow
-def test_run_collects_serves_and_stops_cleanly(tmp_path, e2e_database):
+def test_run_collects_serves_and_stops_cleanly(tmp_path, e2e_database, broker):
     env_extra, query = e2e_database
     port = free_port()
     env = {
         **os.environ,
         **env_extra,
+        **broker,
         "PTRACKER_DATA_DIR": str(tmp_path),
         "PTRACKER_SAMPLE_INTERVAL": "1",
         "PTRACKER_SAMPLER_SHIFT": "10",  # the shortest allowed: see a handover in this test
