@@ -1,0 +1,111 @@
+"""One serializer per resource, shared by the REST API and the websocket feed."""
+
+from rest_framework import serializers
+
+from monitoring.models import Event, GpuSample, Host, HostSample, ProcessSample
+
+
+class HostSerializer(serializers.ModelSerializer):
+    online = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "name",
+            "hostname",
+            "labels",
+            "online",
+            "last_seen",
+            "sample_interval",
+            "inventory",
+        ]
+
+    def get_online(self, host: Host) -> bool:
+        return host.is_online()
+
+
+class HostSampleSerializer(serializers.ModelSerializer):
+    mem_percent = serializers.FloatField(read_only=True)
+    swap_percent = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = HostSample
+        exclude = ["id", "host"]
+
+
+class GpuSampleSerializer(serializers.ModelSerializer):
+    memory_percent = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = GpuSample
+        exclude = ["id", "host", "ts"]
+
+
+class ProcessSampleSerializer(serializers.ModelSerializer):
+    process_id = serializers.IntegerField(source="process.id")
+    pid = serializers.IntegerField(source="process.pid")
+    ppid = serializers.IntegerField(source="process.ppid")
+    name = serializers.CharField(source="process.name")
+    username = serializers.CharField(source="process.username")
+    cmdline = serializers.CharField(source="process.cmdline")
+    watched = serializers.BooleanField(source="process.watched_id")
+
+    class Meta:
+        model = ProcessSample
+        fields = [
+            "process_id",
+            "pid",
+            "ppid",
+            "name",
+            "username",
+            "cmdline",
+            "watched",
+            "status",
+            "cpu_percent",
+            "rss",
+            "vms",
+            "mem_percent",
+            "threads",
+            "read_bps",
+            "write_bps",
+            "gpu_memory",
+        ]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    host = serializers.CharField(source="host.name")
+    kind_display = serializers.CharField(source="get_kind_display")
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "ts",
+            "host",
+            "host_id",
+            "kind",
+            "kind_display",
+            "message",
+            "count",
+            "process_id",
+            "data",
+        ]
+
+
+def snapshot(host: Host, sample: HostSample | None, processes: bool = True) -> dict:
+    """The current state of a host: the REST snapshot and the websocket payload."""
+    data = {"host": HostSerializer(host).data, "sample": None, "gpus": [], "processes": []}
+    if sample is None:
+        return data
+    data["sample"] = HostSampleSerializer(sample).data
+    gpus = GpuSample.objects.filter(host=host, ts=sample.ts).order_by("index")
+    data["gpus"] = GpuSampleSerializer(gpus, many=True).data
+    if processes:
+        rows = (
+            ProcessSample.objects.filter(host=host, ts=sample.ts)
+            .select_related("process")
+            .order_by("-cpu_percent")
+        )
+        data["processes"] = ProcessSampleSerializer(rows, many=True).data
+    return data

@@ -1,0 +1,259 @@
+"""Time series of any host, GPU or process metric, at a resolution a chart can draw.
+
+A request names metrics and a range. The source tier is the finest one that
+retention still covers and that needs at most MAX_ROWS rows per series (raw samples,
+then 1-minute, then 1-hour rollups); its rows are then averaged (or min/max'ed) into
+steps so that no series has more than MAX_POINTS points.
+
+Metric names: "cpu_percent" (host), "gpu:<index>:utilization", "process:<id>:rss".
+Their labels and units are declared once, here, for the pages, the API and exports.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from monitoring.models import (
+    GpuSample,
+    Host,
+    HostSample,
+    ProcessSample,
+    Retention,
+    Rollup,
+    RollupState,
+)
+from monitoring.rollups import Stats, floor
+
+MAX_POINTS = 1000
+MAX_ROWS = 12_000  # rows read per series: 16 h of 5-second samples, 8 days of minutes
+
+
+@dataclass(frozen=True)
+class Metric:
+    field: str
+    label: str
+    unit: str  # "%", "bytes", "bytes/s", "", "°C", "W"
+
+
+HOST_METRICS = {
+    m.field: m
+    for m in [
+        Metric("cpu_percent", "CPU", "%"),
+        Metric("load1", "Load (1 min)", ""),
+        Metric("mem_used", "Memory used", "bytes"),
+        Metric("mem_available", "Memory available", "bytes"),
+        Metric("swap_used", "Swap used", "bytes"),
+        Metric("disk_read_bps", "Disk read", "bytes/s"),
+        Metric("disk_write_bps", "Disk write", "bytes/s"),
+        Metric("net_rx_bps", "Network in", "bytes/s"),
+        Metric("net_tx_bps", "Network out", "bytes/s"),
+        Metric("process_count", "Processes", ""),
+        Metric("thread_count", "Threads", ""),
+    ]
+}
+GPU_METRICS = {
+    m.field: m
+    for m in [
+        Metric("utilization", "GPU utilization", "%"),
+        Metric("memory_used", "GPU memory used", "bytes"),
+        Metric("temperature", "GPU temperature", "°C"),
+        Metric("power_w", "GPU power", "W"),
+    ]
+}
+PROCESS_METRICS = {
+    m.field: m
+    for m in [
+        Metric("cpu_percent", "CPU (of one core)", "%"),
+        Metric("rss", "Resident memory", "bytes"),
+        Metric("threads", "Threads", ""),
+        Metric("read_bps", "Disk read", "bytes/s"),
+        Metric("write_bps", "Disk write", "bytes/s"),
+        Metric("gpu_memory", "GPU memory", "bytes"),
+    ]
+}
+AGGREGATES = {"avg": 0, "min": 1, "max": 2}
+
+
+class SeriesError(ValueError):
+    """A request that cannot be answered; `field` names the parameter at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Series:
+    """A parsed metric name: where its rows live and which field to read."""
+
+    name: str
+    source: str  # host | gpu | process
+    key: int | None  # gpu index or Process id
+    metric: Metric
+
+    @property
+    def rollup_series(self) -> str:
+        return "host" if self.source == "host" else f"{self.source}:{self.key}"
+
+
+def parse_metric(name: str) -> Series:
+    parts = name.split(":")
+    try:
+        if len(parts) == 1:
+            return Series(name, "host", None, HOST_METRICS[name])
+        if len(parts) == 3 and parts[0] == "gpu":
+            return Series(name, "gpu", int(parts[1]), GPU_METRICS[parts[2]])
+        if len(parts) == 3 and parts[0] == "process":
+            return Series(name, "process", int(parts[1]), PROCESS_METRICS[parts[2]])
+    except (KeyError, ValueError):
+        pass
+    raise SeriesError(
+        "metric",
+        f"unknown metric {name!r}: use one of {', '.join(HOST_METRICS)}, "
+        f"gpu:<index>:<{'|'.join(GPU_METRICS)}> or process:<id>:<{'|'.join(PROCESS_METRICS)}>",
+    )
+
+
+def choose_tier(host: Host, start: datetime, end: datetime, now: datetime) -> int:
+    """Seconds per source row: the host's interval (raw), 60 or 3600."""
+    policy = Retention.current()
+    span = (end - start).total_seconds()
+    interval = max(host.sample_interval, 1)
+    if start >= now - timedelta(hours=policy.raw_hours) and span / interval <= MAX_ROWS:
+        return 0  # raw
+    if start >= now - timedelta(days=policy.minute_days) and span / 60 <= MAX_ROWS:
+        return Rollup.MINUTE
+    return Rollup.HOUR
+
+
+def choose_step(span: float, tier_seconds: int) -> int:
+    step = max(tier_seconds, math.ceil(span / MAX_POINTS))
+    if tier_seconds:
+        step = math.ceil(step / tier_seconds) * tier_seconds
+    return step
+
+
+def _raw_rows(host: Host, series: list[Series], start, end):
+    """(ts, series name, value) of the raw samples, one query per source."""
+    by_source: dict[tuple, list[Series]] = {}
+    for s in series:
+        by_source.setdefault((s.source, s.key), []).append(s)
+    for (source, key), group in by_source.items():
+        fields = [s.metric.field for s in group]
+        if source == "host":
+            qs = HostSample.objects.filter(host=host)
+        elif source == "gpu":
+            qs = GpuSample.objects.filter(host=host, index=key)
+        else:
+            qs = ProcessSample.objects.filter(host=host, process_id=key)
+        rows = qs.filter(ts__gte=start, ts__lt=end).order_by("ts").values_list("ts", *fields)
+        for ts, *values in rows.iterator(chunk_size=5000):
+            for s, value in zip(group, values, strict=True):
+                yield ts, s.name, value, value, value, 1
+
+
+def _rollup_rows(host: Host, series: list[Series], start, end, resolution: int):
+    names = {}
+    for s in series:
+        names.setdefault(s.rollup_series, []).append(s)
+    rows = (
+        Rollup.objects.filter(
+            host=host,
+            resolution=resolution,
+            series__in=list(names),
+            bucket__gte=floor(start, resolution),
+            bucket__lt=end,
+        )
+        .order_by("bucket")
+        .values_list("bucket", "series", "count", "values")
+    )
+    for bucket, name, count, values in rows.iterator(chunk_size=5000):
+        for s in names[name]:
+            stats = values.get(s.metric.field)
+            if stats:
+                n = stats[4] if len(stats) > 4 else count
+                yield bucket, s.name, stats[0], stats[1], stats[2], n
+
+
+def _rows(host: Host, series: list[Series], start, end, tier: int):
+    """Rows of `tier` up to its watermark, then the finer tiers for the newest part
+    (the last minutes are never rolled up yet, and a chart must still reach now)."""
+    if not tier:
+        yield from _raw_rows(host, series, start, end)
+        return
+    state = RollupState.objects.filter(host=host, resolution=tier).first()
+    done = min(state.done_until, end) if state else start
+    if done > start:
+        yield from _rollup_rows(host, series, start, done, tier)
+    if done < end:
+        finer = Rollup.MINUTE if tier == Rollup.HOUR else 0
+        yield from _rows(host, series, max(start, done), end, finer)
+
+
+def query(
+    host: Host,
+    metrics: list[str],
+    start: datetime,
+    end: datetime,
+    agg: str = "avg",
+    step: int | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """{"resolution", "step", "series": [{"metric", "label", "unit", "points"}]}.
+
+    points are [epoch milliseconds, value] at the start of each step; a step with no
+    data after one with data gives a [ms, None] point so charts draw a gap.
+    """
+    now = now or timezone.now()
+    if not metrics:
+        raise SeriesError("metric", "name at least one metric")
+    if agg not in AGGREGATES:
+        raise SeriesError("agg", f"agg must be one of {', '.join(AGGREGATES)}, got {agg!r}")
+    if end <= start:
+        raise SeriesError("to", "the range is empty or inverted: `to` must be after `from`")
+    parsed = [parse_metric(m) for m in metrics]
+    span = (end - start).total_seconds()
+    tier = choose_tier(host, start, end, now)
+    if step is not None:
+        if step < 1:
+            raise SeriesError("step", "step must be a positive number of seconds")
+        if span / step > MAX_POINTS * 10:
+            raise SeriesError(
+                "step",
+                f"step {step} s gives {int(span / step)} points per series; "
+                f"at most {MAX_POINTS * 10} can be asked for",
+            )
+        # A step coarser than a rollup lets the cheaper tier answer.
+        for coarser in (Rollup.MINUTE, Rollup.HOUR):
+            if step >= coarser and step % coarser == 0 and tier < coarser:
+                tier = coarser
+    else:
+        step = choose_step(span, tier or max(host.sample_interval, 1))
+    rows = _rows(host, parsed, start, end, tier)
+    buckets: dict[str, dict[int, Stats]] = {s.name: {} for s in parsed}
+    origin = int(start.timestamp())
+    for ts, name, avg, low, high, n in rows:
+        if avg is None:
+            continue
+        slot = origin + (int(ts.timestamp()) - origin) // step * step
+        stats = buckets[name].get(slot)
+        if stats is None:
+            stats = buckets[name][slot] = Stats()
+        stats.add(avg, weight=n, low=low, high=high)
+    index = AGGREGATES[agg]
+    series = []
+    for s in parsed:
+        points = []
+        previous = None
+        for slot in sorted(buckets[s.name]):
+            if previous is not None and slot - previous > step:
+                points.append([(previous + step) * 1000, None])
+            value = buckets[s.name][slot].result(0)[index]
+            points.append([slot * 1000, round(value, 4) if value is not None else None])
+            previous = slot
+        series.append(
+            {"metric": s.name, "label": s.metric.label, "unit": s.metric.unit, "points": points}
+        )
+    return {"resolution": tier or host.sample_interval, "step": step, "series": series}
