@@ -6,12 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed node_modules/.installed
 	$(BIN)/ptracker run $(RUN_ARGS)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev node_modules/.installed browser
 	$(BIN)/python tests/run.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -33,6 +33,22 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $@ $(VENV)/.installed
+
+# Chart.js and its plugins, from the npm registry (package-lock.json pins them).
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "ptracker needs Node.js and npm for its chart libraries (Debian: apt-get install npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+# Installed when missing and we may; otherwise the browser tests skip and say why.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "no /usr/bin/chromium and not root: browser tests will be skipped"; fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

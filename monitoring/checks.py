@@ -3,7 +3,7 @@
 import importlib.util
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -21,3 +21,22 @@ def check_configuration(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_front_end_assets(app_configs, **kwargs):
+    missing = [
+        path
+        for path in settings.NPM_ASSETS.values()
+        if not (settings.BASE_DIR / "node_modules" / path).is_dir()
+    ]
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"front-end libraries are not installed ({', '.join(missing)}): "
+            "the dashboard's charts will not draw.",
+            hint="run `npm ci` in the project directory (`make run` does it)",
+            id="ptracker.W001",
+        )
+    ]

@@ -1,18 +1,44 @@
+import re
+from datetime import UTC, datetime, timedelta
+
+import psutil
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.db.models import F
+from django.core.paginator import Paginator
+from django.db.models import F, Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from monitoring.models import Event, GpuSample, Host, HostSample, ProcessSample
+from monitoring import timeseries
+from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.tasks import sampler_status
 
-TABLE_ROWS = 15
+PAGE_SIZE = 50
+SORTS = {
+    "cpu": "cpu_percent",
+    "mem": "rss",
+    "read": "read_bps",
+    "write": "write_bps",
+    "gpu": "gpu_memory",
+    "threads": "threads",
+    "name": "process__name",
+    "user": "process__username",
+    "pid": "process__pid",
+}
+RANGES = [("live", "Live"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h"), ("7d", "7 d"),
+          ("30d", "30 d")]  # fmt: skip
 
 
 def get_host_for_user(user, host_id: int) -> Host:
     # Every signed-in user sees every host for now; per-team access would go here.
     return get_object_or_404(Host, pk=host_id)
+
+
+def get_process_for_user(user, process_id: int) -> Process:
+    return get_object_or_404(Process.objects.select_related("host", "watched"), pk=process_id)
 
 
 def latest_samples(hosts) -> dict[int, HostSample]:
@@ -21,14 +47,80 @@ def latest_samples(hosts) -> dict[int, HostSample]:
     return {s.host_id: s for s in samples}
 
 
+def parse_at(value: str | None, tz_offset: str | None = None) -> datetime | None:
+    """Epoch milliseconds (chart points) or ISO 8601. A time without zone is the
+    browser's local time when the page sent its offset (`tz`, minutes, as JavaScript's
+    getTimezoneOffset gives it), else UTC."""
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo:
+        return parsed
+    try:
+        offset = timedelta(minutes=int(tz_offset or 0))
+    except ValueError:
+        offset = timedelta(0)
+    return (parsed + offset).replace(tzinfo=UTC)
+
+
 @require_GET
 @login_required
 def overview(request):
     hosts = list(Host.objects.filter(enabled=True))
     latest = latest_samples(hosts)
+    gpus: dict[int, list] = {}
+    latest_gpus = GpuSample.objects.filter(host__in=hosts, ts=F("host__last_seen"))
+    for gpu in latest_gpus.order_by("index"):
+        gpus.setdefault(gpu.host_id, []).append(gpu)
     now = timezone.now()
-    cards = [{"host": h, "sample": latest.get(h.pk), "online": h.is_online(now)} for h in hosts]
+    cards = []
+    for host in hosts:
+        sample = latest.get(host.pk)
+        fullest = max(sample.disks, key=lambda d: d["percent"], default=None) if sample else None
+        cards.append(
+            {
+                "host": host,
+                "sample": sample,
+                "online": host.is_online(now),
+                "disk": fullest,
+                "gpus": gpus.get(host.pk, []),
+            }
+        )
     return render(request, "monitoring/overview.html", {"cards": cards})
+
+
+def summaries(host: Host, now: datetime) -> list[dict]:
+    """Average and peak CPU and memory for today, this week and this month (UTC)."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    periods = [
+        ("Today", today),
+        ("This week", today - timedelta(days=today.weekday())),
+        ("This month", today.replace(day=1)),
+    ]
+    metrics = ["cpu_percent", "mem_used"]
+    rows = []
+    for label, start in periods:
+        step = max(int((now - start).total_seconds()), 1)
+        values = {}
+        for agg in ("avg", "max"):
+            result = timeseries.query(host, metrics, start, now, agg=agg, step=step, now=now)
+            for series in result["series"]:
+                points = [p[1] for p in series["points"] if p[1] is not None]
+                if not points:
+                    values[(series["metric"], agg)] = None
+                elif agg == "avg":
+                    values[(series["metric"], agg)] = sum(points) / len(points)
+                else:
+                    values[(series["metric"], agg)] = max(points)
+        rows.append({"label": label, **{f"{m}_{a}": v for (m, a), v in values.items()}})
+    return rows
 
 
 @require_GET
@@ -36,22 +128,228 @@ def overview(request):
 def host_detail(request, host_id: int):
     host = get_host_for_user(request.user, host_id)
     sample = host.latest_sample()
-    gpus, by_cpu, by_mem = [], [], []
+    gpus = []
     if sample is not None:
         gpus = list(GpuSample.objects.filter(host=host, ts=sample.ts).order_by("index"))
-        procs = list(
-            ProcessSample.objects.filter(host=host, ts=sample.ts).select_related("process")
-        )
-        by_cpu = sorted(procs, key=lambda p: p.cpu_percent or 0, reverse=True)[:TABLE_ROWS]
-        by_mem = sorted(procs, key=lambda p: p.rss or 0, reverse=True)[:TABLE_ROWS]
     context = {
         "host": host,
         "sample": sample,
         "online": host.is_online(),
         "gpus": gpus,
-        "by_cpu": by_cpu,
-        "by_mem": by_mem,
+        "ranges": RANGES,
+        "summaries": summaries(host, timezone.now()),
         "events": Event.objects.filter(host=host).select_related("process")[:10],
         "sampler": sampler_status() if host.is_local else None,
+        "table": process_table(host, request.GET),
+        "page_data": {
+            "host": host.pk,
+            "interval": host.sample_interval,
+            "gpus": [g.index for g in gpus],
+            "cores": len(sample.per_cpu) if sample else 0,
+            "timeseries": reverse("api-timeseries", args=[host.pk]),
+            "processes": reverse("host-processes", args=[host.pk]),
+        },
     }
     return render(request, "monitoring/host_detail.html", context)
+
+
+def process_table(host: Host, params) -> dict:
+    """The processes of one sample: the latest, or the last one at or before `at`."""
+    at = parse_at(params.get("at"))
+    samples = HostSample.objects.filter(host=host)
+    if at is not None:
+        samples = samples.filter(ts__lte=at)
+    ts = samples.order_by("-ts").values_list("ts", flat=True).first()
+    rows = ProcessSample.objects.filter(host=host, ts=ts).select_related("process")
+    error = None
+    query = params.get("q", "").strip()
+    if query:
+        try:
+            re.compile(query)
+        except re.error as exc:
+            error = f"Not a valid regular expression: {exc}"
+        else:
+            rows = rows.filter(Q(process__name__regex=query) | Q(process__cmdline__regex=query))
+    user = params.get("user", "").strip()
+    if user:
+        rows = rows.filter(process__username=user)
+    pid = params.get("pid", "").strip()
+    if pid:
+        if pid.isdigit():
+            rows = rows.filter(process__pid=int(pid))
+        else:
+            error = f"pid must be a number, got {pid!r}"
+    sort = params.get("sort", "-cpu")
+    key = SORTS.get(sort.lstrip("-"), "cpu_percent")
+    order = F(key).desc(nulls_last=True) if sort.startswith("-") else F(key).asc(nulls_last=True)
+    rows = rows.order_by(order, "process__pid")
+    view = "tree" if params.get("view") == "tree" else "table"
+    context = {
+        "ts": ts,
+        "at": params.get("at", ""),
+        "sort": sort,
+        "q": query,
+        "user": user,
+        "pid": pid,
+        "view": view,
+        "error": error,
+        "host": host,
+        "sorts": SORTS,
+    }
+    if error:
+        rows = rows.none()
+    if view == "tree":
+        context["tree"] = process_tree(list(rows))
+        return context
+    page = Paginator(rows, PAGE_SIZE).get_page(params.get("page"))
+    context["page"] = page
+    return context
+
+
+def process_tree(rows: list[ProcessSample]) -> list[dict]:
+    """Depth-first rows with depth and subtree totals; parents not stored become roots."""
+    by_pid = {r.process.pid: r for r in rows}
+    children: dict[int | None, list[ProcessSample]] = {}
+    for r in rows:
+        parent = r.process.ppid if r.process.ppid in by_pid else None
+        children.setdefault(parent, []).append(r)
+    flat: list[dict] = []
+
+    def visit(row: ProcessSample, depth: int) -> tuple[float, int]:
+        entry = {"row": row, "depth": depth, "indent": depth * 1.2}
+        flat.append(entry)
+        cpu, rss = row.cpu_percent or 0.0, row.rss or 0
+        for child in sorted(children.get(row.process.pid, []), key=lambda r: r.process.pid):
+            child_cpu, child_rss = visit(child, depth + 1)
+            cpu += child_cpu
+            rss += child_rss
+        entry["tree_cpu"], entry["tree_rss"] = cpu, rss
+        return cpu, rss
+
+    for root in sorted(children.get(None, []), key=lambda r: r.process.pid):
+        visit(root, 0)
+    return flat
+
+
+@require_GET
+@login_required
+def host_processes(request, host_id: int):
+    host = get_host_for_user(request.user, host_id)
+    context = {"table": process_table(host, request.GET), "host": host}
+    return render(request, "monitoring/process_table.html", context)
+
+
+@require_GET
+@login_required
+def process_detail(request, process_id: int):
+    process = get_process_for_user(request.user, process_id)
+    parent = (
+        Process.objects.filter(
+            host=process.host_id, pid=process.ppid, last_seen__gte=process.create_time
+        )
+        .order_by("-create_time")
+        .first()
+        if process.ppid
+        else None
+    )
+    children = Process.objects.filter(
+        host=process.host_id, ppid=process.pid, create_time__gte=process.create_time
+    ).order_by("create_time")[:50]
+    runs = []
+    if process.watched_id:
+        runs = Process.objects.filter(host=process.host_id, watched=process.watched_id).order_by(
+            "-create_time"
+        )[:20]
+    last = process.samples.order_by("-ts").first()
+    live_possible = process.host.is_local and process.exited_at is None and _running(process)
+    context = {
+        "process": process,
+        "parent": parent,
+        "children": children,
+        "runs": runs,
+        "last": last,
+        "live_possible": live_possible,
+        "ranges": RANGES[1:],
+        "page_data": {
+            "host": process.host_id,
+            "process": process.pk,
+            "interval": process.host.sample_interval,
+            "first_seen": process.first_seen.timestamp() * 1000,
+            "last_seen": process.last_seen.timestamp() * 1000,
+            "timeseries": reverse("api-timeseries", args=[process.host_id]),
+        },
+    }
+    return render(request, "monitoring/process_detail.html", context)
+
+
+def _running(process: Process) -> psutil.Process | None:
+    """The live process if it is this identity, on this machine, still running."""
+    try:
+        live = psutil.Process(process.pid)
+        if abs(live.create_time() - process.create_time.timestamp()) > 0.01:
+            return None  # the pid was reused
+        return live
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+@require_GET
+@staff_member_required
+def process_live(request, process_id: int):
+    """Open files, connections and environment of a running local process (admins only)."""
+    process = get_process_for_user(request.user, process_id)
+    if not process.host.is_local:
+        raise Http404("live details exist only for processes of this machine")
+    live = _running(process)
+    info = {"running": live is not None}
+    if live is not None:
+        for name, read in (
+            ("open_files", lambda: [f.path for f in live.open_files()]),
+            (
+                "connections",
+                lambda: [
+                    {
+                        "type": "tcp" if c.type == 1 else "udp" if c.type == 2 else str(c.type),
+                        "local": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
+                        "remote": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
+                        "status": c.status,
+                    }
+                    for c in live.net_connections()
+                ],
+            ),
+            ("environ", lambda: sorted(live.environ().items())),
+        ):
+            try:
+                info[name] = read()
+            except (psutil.AccessDenied, psutil.NoSuchProcess, OSError) as exc:
+                info[name + "_error"] = type(exc).__name__
+    return render(request, "monitoring/process_live.html", {"process": process, "info": info})
+
+
+@require_GET
+@login_required
+def events(request):
+    rows = Event.objects.select_related("host", "process")
+    kind = request.GET.get("kind", "")
+    if kind:
+        rows = rows.filter(kind=kind)
+    host_id = request.GET.get("host", "")
+    if host_id.isdigit():
+        rows = rows.filter(host_id=int(host_id))
+    tz = request.GET.get("tz")
+    start, end = parse_at(request.GET.get("from"), tz), parse_at(request.GET.get("to"), tz)
+    if start:
+        rows = rows.filter(ts__gte=start)
+    if end:
+        rows = rows.filter(ts__lt=end)
+    page = Paginator(rows.order_by("-ts", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "kinds": Event.KINDS,
+        "hosts": Host.objects.all(),
+        "kind": kind,
+        "host_id": host_id,
+        "from": request.GET.get("from", ""),
+        "to": request.GET.get("to", ""),
+    }
+    return render(request, "monitoring/events.html", context)

@@ -212,7 +212,18 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Third-party front-end code comes from npm (package.json); only its dist folders are served.
+NPM_ASSETS = {
+    "vendor/chart.js": "chart.js/dist",
+    "vendor/chartjs-adapter-date-fns": "chartjs-adapter-date-fns/dist",
+    "vendor/chartjs-plugin-zoom": "chartjs-plugin-zoom/dist",
+    "vendor/hammerjs": "hammerjs",
+}
+STATICFILES_DIRS = [BASE_DIR / "static"] + [
+    (prefix, BASE_DIR / "node_modules" / path)
+    for prefix, path in NPM_ASSETS.items()
+    if (BASE_DIR / "node_modules" / path).is_dir()
+]
 STATIC_ROOT = DATA_DIR / "static"  # for `collectstatic` behind another web server
 # Serve straight from the finders: no collectstatic step for a one-command install.
 WHITENOISE_USE_FINDERS = True
