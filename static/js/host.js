@@ -120,7 +120,8 @@ document.addEventListener("DOMContentLoaded", function () {
   // --- the process table ----------------------------------------------------------
   const tableBox = document.getElementById("processes");
   let tableParams = new URLSearchParams(location.search);
-  let tableBusy = false;
+  let tableBusy = false, tableLoaded = Date.now();
+  const TABLE_EVERY = Math.max(5000, page.interval * 1000);  // the table need not redraw every tick
 
   async function loadTable(changes) {
     if (changes) {
@@ -129,6 +130,7 @@ document.addEventListener("DOMContentLoaded", function () {
       });
     }
     tableBusy = true;
+    tableLoaded = Date.now();
     try {
       const response = await fetch(page.processes + "?" + tableParams.toString());
       if (response.ok) {
@@ -144,6 +146,7 @@ document.addEventListener("DOMContentLoaded", function () {
   function refreshTable() {
     // Follow the newest sample unless the table is pinned to a moment or a later page.
     if (tableBusy || tableParams.get("at") || (tableParams.get("page") || "1") !== "1") return;
+    if (Date.now() - tableLoaded < TABLE_EVERY) return;
     loadTable();
   }
 
