@@ -25,6 +25,7 @@ from monitoring.models import Host, HostSample
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+LOOK_BEHIND = 500  # ids: rows that commit late on PostgreSQL are still seen
 PROCESS_TAG = uuid.uuid4().hex[:12]
 FLEET = "fleet"
 
@@ -40,7 +41,7 @@ class Poller:
         self.task: asyncio.Task | None = None
         self.watermark: int | None = None
         # Ids already sent: on PostgreSQL a row with a lower id can commit after a
-        # higher one, so each poll looks a little behind the watermark.
+        # higher one, so each poll looks LOOK_BEHIND ids behind the watermark.
         self.sent: collections.deque = collections.deque(maxlen=5000)
 
     def watch(self, topic: str) -> None:
@@ -55,6 +56,8 @@ class Poller:
         if not self.topics and self.task is not None:
             self.task.cancel()
             self.task = None
+            self.watermark = None  # the next start begins from its own "now"
+            self.sent.clear()
 
     async def run(self) -> None:
         layer = get_channel_layer()
@@ -68,18 +71,20 @@ class Poller:
                 log.exception("live poller failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
 
+    def window(self):
+        recent = timezone.now() - timezone.timedelta(minutes=2)
+        return HostSample.objects.filter(id__gt=self.watermark - LOOK_BEHIND, ts__gte=recent)
+
     def poll(self) -> list[tuple[str, dict]]:
         """New samples as (topic, message) pairs for the topics someone watches."""
         if self.watermark is None:
+            # Start from now: what is already stored counts as sent.
             last = HostSample.objects.order_by("-id").values_list("id", flat=True).first()
             self.watermark = last or 0
+            self.sent.extend(self.window().values_list("id", flat=True))
             return []
-        recent = timezone.now() - timezone.timedelta(minutes=2)
         rows = list(
-            HostSample.objects.filter(id__gt=self.watermark - 500, ts__gte=recent)
-            .exclude(id__in=list(self.sent))
-            .select_related("host")
-            .order_by("id")
+            self.window().exclude(id__in=list(self.sent)).select_related("host").order_by("id")
         )
         messages = []
         for sample in rows:

@@ -118,3 +118,24 @@ def test_an_unknown_topic_gets_an_error(alice_client):
     replies = async_to_sync(scenario)()
     assert [r["kind"] for r in replies] == ["error"] * 4
     assert replies[0]["error"] == "unknown topic 'host:999'"
+
+
+def test_a_new_subscriber_gets_only_samples_written_after_it_came(alice_client, host):
+    for seconds in (30, 20, 10):  # already stored: history comes from the API, not the socket
+        ingest.store(host, batch(timezone.now() - timezone.timedelta(seconds=seconds), []))
+
+    async def scenario():
+        ws = communicator(alice_client)
+        await ws.connect()
+        await ws.send_json_to({"subscribe": f"host:{host.pk}"})
+        await ws.receive_json_from()
+        writer = write_later(host, 1.0, cpu_percent=55.0)
+        first = await ws.receive_json_from(timeout=5)
+        writer.join()
+        nothing_else = await ws.receive_nothing(timeout=1.0)
+        await ws.disconnect()
+        return first, nothing_else
+
+    first, nothing_else = async_to_sync(scenario)()
+    assert first["data"]["sample"]["cpu_percent"] == 55.0
+    assert nothing_else

@@ -78,9 +78,10 @@ PT.charts = (function () {
     chart.data.datasets.forEach(function (d) {
       d.data = (byMetric[d.metric] || []).map(function (p) { return { x: p[0], y: p[1] }; });
     });
+    // Set the axis directly: the zoom plugin's resetZoom() would report a zoom of its
+    // own, and the page would take it for the user's and load again, forever.
     chart.options.scales.x.min = from;
     chart.options.scales.x.max = to;
-    chart.resetZoom ? chart.resetZoom("none") : null;
     chart.update("none");
   }
 
