@@ -40,12 +40,40 @@ def store(host: Host, batch: Batch) -> HostSample:
         )
         _lifecycle(host, batch, processes, previous_seen)
         update = {"last_seen": batch.ts}
+        if _back_up(host, batch.ts, previous_seen):
+            update["down_since"] = None
         if batch.inventory and batch.inventory != host.inventory:
             update["inventory"] = batch.inventory
         Host.objects.filter(pk=host.pk).update(**update)
     for name, value in update.items():
         setattr(host, name, value)
     return sample
+
+
+def _back_up(host: Host, ts: datetime, previous_seen: datetime | None) -> bool:
+    """A host_up event when a host reports after being down (or silent that long)."""
+    silent = previous_seen is not None and ts - previous_seen > host.offline_after()
+    if host.down_since is None and not silent:
+        return False
+    gap = ts - previous_seen if previous_seen else None
+    Event.record(
+        host,
+        "host_up",
+        f"{host.name} is reporting again"
+        + (f" after {_human(gap)} without samples" if gap else ""),
+        ts=ts,
+        data={"silent_seconds": gap.total_seconds() if gap else None},
+    )
+    return True
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _key(row: ProcessRow) -> tuple[int, datetime]:

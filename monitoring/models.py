@@ -31,6 +31,7 @@ class Host(models.Model):
     is_local = models.BooleanField(default=False, editable=False)
     sample_interval = models.PositiveIntegerField(default=5, help_text="seconds")
     last_seen = models.DateTimeField(null=True, blank=True, editable=False)
+    down_since = models.DateTimeField(null=True, blank=True, editable=False)
     agent_version = models.CharField(max_length=40, blank=True, editable=False)
     inventory = models.JSONField(default=dict, blank=True, editable=False)
     created = models.DateTimeField(default=timezone.now, editable=False)
@@ -59,11 +60,14 @@ class Host(models.Model):
         except IntegrityError:  # another process registered it a moment ago
             return cls.objects.get(machine_id=machine_id)
 
+    def offline_after(self) -> timedelta:
+        """Silence longer than this means the host is down."""
+        return timedelta(seconds=max(3 * self.sample_interval, 15))
+
     def is_online(self, now=None) -> bool:
         if self.last_seen is None:
             return False
-        now = now or timezone.now()
-        return now - self.last_seen <= timedelta(seconds=max(3 * self.sample_interval, 15))
+        return (now or timezone.now()) - self.last_seen <= self.offline_after()
 
     def latest_sample(self) -> "HostSample | None":
         if self.last_seen is None:
@@ -213,6 +217,8 @@ class ProcessSample(models.Model):
 
 class Event(models.Model):
     KINDS = [
+        ("host_down", "host down"),
+        ("host_up", "host up"),
         ("process_started", "process started"),
         ("process_exited", "process exited"),
         ("process_vanished", "process exited abnormally"),

@@ -6,6 +6,7 @@ SCHEDULES = {
     # name: (function, minutes between runs)
     "ptracker: keep the sampler running": ("monitoring.tasks.ensure_sampler", 1),
     "ptracker: roll up history": ("monitoring.tasks.roll_up", 1),
+    "ptracker: notice hosts that stop reporting": ("monitoring.tasks.check_hosts", 1),
     "ptracker: prune old history": ("monitoring.tasks.prune", 15),
 }
 

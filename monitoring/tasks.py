@@ -147,6 +147,26 @@ def ensure_sampler() -> str:
     return "sampler started"
 
 
+def check_hosts(now=None) -> str:
+    """Minute schedule: a host_down event for each host that went silent."""
+    now = now or timezone.now()
+    down = []
+    for host in Host.objects.filter(enabled=True, down_since__isnull=True, last_seen__isnull=False):
+        if now - host.last_seen <= host.offline_after():
+            continue
+        # Conditional update: with several clusters, one of them reports it.
+        if Host.objects.filter(pk=host.pk, down_since__isnull=True).update(down_since=now):
+            Event.record(
+                host,
+                "host_down",
+                f"{host.name} stopped reporting (last sample {host.last_seen:%H:%M:%S} UTC)",
+                ts=now,
+                data={"last_seen": host.last_seen.isoformat()},
+            )
+            down.append(host.name)
+    return f"down: {', '.join(down)}" if down else "all hosts reporting"
+
+
 def roll_up() -> str:
     return f"{rollups.roll_up()} rollup rows written"
 

@@ -169,3 +169,15 @@ def test_host_page_shows_the_inventory(alice_client, host):
     html = alice_client.get(f"/hosts/{host.pk}/").content.decode()
     assert "Debian GNU/Linux 12 (bookworm), kernel 6.1.0-27-amd64 (x86_64)" in html
     assert "96 × AMD EPYC 9454" in html and "1.0 TiB memory" in html
+
+
+def test_host_page_query_count_does_not_grow_with_processes_or_events(alice_client, host):
+    def queries(n: int) -> int:
+        ingest.store(host, batch(timezone.now(), [proc(pid) for pid in range(1, n + 1)]))
+        for i in range(n):
+            Event.record(host, "process_exited", f"job {i} exited")
+        with CaptureQueriesContext(connection) as ctx:
+            assert alice_client.get(f"/hosts/{host.pk}/").status_code == 200
+        return len(ctx)
+
+    assert queries(3) == queries(40)
