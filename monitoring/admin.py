@@ -1,6 +1,15 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils import timezone
 
-from monitoring.models import Event, Host, Lease, Process, Retention, WatchedProcess
+from monitoring.models import (
+    ApiToken,
+    Event,
+    Host,
+    Lease,
+    Process,
+    Retention,
+    WatchedProcess,
+)
 
 
 @admin.register(Host)
@@ -73,3 +82,32 @@ class ProcessAdmin(ReadOnlyAdmin):
 @admin.register(Lease)
 class LeaseAdmin(ReadOnlyAdmin):
     list_display = ["name", "owner", "acquired_at", "renewed_at", "expires_at"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "user", "read_only", "created", "last_used", "revoked_at"]
+    list_filter = ["read_only"]
+    readonly_fields = ["prefix", "created", "last_used", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return ["name", "user", "read_only"] + (self.readonly_fields if obj else [])
+
+    def get_changeform_initial_data(self, request):
+        return {"user": request.user.pk}
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            secret = obj.set_secret()
+            # The only time the secret exists outside the caller's hands.
+            messages.warning(
+                request,
+                f"Token for “{obj.name}”: {secret} — copy it now, it will not be shown again.",
+            )
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        messages.success(request, f"{count} token(s) revoked.")

@@ -1,9 +1,12 @@
+import hashlib
 import re
+import secrets
 import socket
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
@@ -383,3 +386,57 @@ class Lease(models.Model):
     @staticmethod
     def new_owner() -> str:
         return uuid.uuid4().hex
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for the API: shown once when made, stored as its SHA-256.
+
+    Tokens are 256 random bits, so a fast hash is enough: there is nothing to guess.
+    """
+
+    PREFIX = "pt_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What it is for: grafana, ci-job…")
+    prefix = models.CharField(max_length=12, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    read_only = models.BooleanField(default=True, help_text="Only GET requests.")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, user, name: str, read_only: bool = True) -> tuple["ApiToken", str]:
+        """A new token and its secret, which is never stored and cannot be shown again."""
+        secret = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user,
+            name=name,
+            read_only=read_only,
+            prefix=secret[:11],
+            token_hash=hash_token(secret),
+        )
+        return token, secret
+
+    def set_secret(self) -> str:
+        secret = self.PREFIX + secrets.token_urlsafe(32)
+        self.prefix, self.token_hash = secret[:11], hash_token(secret)
+        return secret
+
+    @classmethod
+    def find(cls, secret: str) -> "ApiToken | None":
+        return (
+            cls.objects.select_related("user")
+            .filter(token_hash=hash_token(secret), revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )

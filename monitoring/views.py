@@ -1,11 +1,10 @@
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psutil
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import F, Q
+from django.db.models import F
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -14,20 +13,10 @@ from django.views.decorators.http import require_GET
 
 from monitoring import timeseries
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
+from monitoring.process_table import FilterError, parse_time, select
 from monitoring.tasks import sampler_status
 
 PAGE_SIZE = 50
-SORTS = {
-    "cpu": "cpu_percent",
-    "mem": "rss",
-    "read": "read_bps",
-    "write": "write_bps",
-    "gpu": "gpu_memory",
-    "threads": "threads",
-    "name": "process__name",
-    "user": "process__username",
-    "pid": "process__pid",
-}
 RANGES = [("live", "Live"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h"), ("7d", "7 d"),
           ("30d", "30 d")]  # fmt: skip
 
@@ -45,29 +34,6 @@ def latest_samples(hosts) -> dict[int, HostSample]:
     """The newest sample of each host in one query: ingest sets last_seen to its ts."""
     samples = HostSample.objects.filter(host__in=hosts, ts=F("host__last_seen"))
     return {s.host_id: s for s in samples}
-
-
-def parse_at(value: str | None, tz_offset: str | None = None) -> datetime | None:
-    """Epoch milliseconds (chart points) or ISO 8601. A time without zone is the
-    browser's local time when the page sent its offset (`tz`, minutes, as JavaScript's
-    getTimezoneOffset gives it), else UTC."""
-    if not value:
-        return None
-    try:
-        return datetime.fromtimestamp(float(value) / 1000, UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo:
-        return parsed
-    try:
-        offset = timedelta(minutes=int(tz_offset or 0))
-    except ValueError:
-        offset = timedelta(0)
-    return (parsed + offset).replace(tzinfo=UTC)
 
 
 @require_GET
@@ -154,55 +120,20 @@ def host_detail(request, host_id: int):
 
 
 def process_table(host: Host, params) -> dict:
-    """The processes of one sample: the latest, or the last one at or before `at`."""
-    at = parse_at(params.get("at"))
-    samples = HostSample.objects.filter(host=host)
-    if at is not None:
-        samples = samples.filter(ts__lte=at)
-    ts = samples.order_by("-ts").values_list("ts", flat=True).first()
-    rows = ProcessSample.objects.filter(host=host, ts=ts).select_related("process")
-    error = None
-    query = params.get("q", "").strip()
-    if query:
-        try:
-            re.compile(query)
-        except re.error as exc:
-            error = f"Not a valid regular expression: {exc}"
-        else:
-            rows = rows.filter(Q(process__name__regex=query) | Q(process__cmdline__regex=query))
-    user = params.get("user", "").strip()
-    if user:
-        rows = rows.filter(process__username=user)
-    pid = params.get("pid", "").strip()
-    if pid:
-        if pid.isdigit():
-            rows = rows.filter(process__pid=int(pid))
-        else:
-            error = f"pid must be a number, got {pid!r}"
+    """Context of the process table: the latest sample, or the last one at or before `at`."""
+    query = {k: params.get(k, "").strip() for k in ("q", "user", "pid")}
     sort = params.get("sort", "-cpu")
-    key = SORTS.get(sort.lstrip("-"), "cpu_percent")
-    order = F(key).desc(nulls_last=True) if sort.startswith("-") else F(key).asc(nulls_last=True)
-    rows = rows.order_by(order, "process__pid")
     view = "tree" if params.get("view") == "tree" else "table"
-    context = {
-        "ts": ts,
-        "at": params.get("at", ""),
-        "sort": sort,
-        "q": query,
-        "user": user,
-        "pid": pid,
-        "view": view,
-        "error": error,
-        "host": host,
-        "sorts": SORTS,
-    }
-    if error:
-        rows = rows.none()
+    context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
+    try:
+        selection = select(host, at=parse_time(params.get("at")), sort=sort, **query)
+        rows, context["ts"], context["error"] = selection.rows, selection.ts, None
+    except FilterError as exc:
+        rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, str(exc)
     if view == "tree":
         context["tree"] = process_tree(list(rows))
-        return context
-    page = Paginator(rows, PAGE_SIZE).get_page(params.get("page"))
-    context["page"] = page
+    else:
+        context["page"] = Paginator(rows, PAGE_SIZE).get_page(params.get("page"))
     return context
 
 
@@ -337,7 +268,7 @@ def events(request):
     if host_id.isdigit():
         rows = rows.filter(host_id=int(host_id))
     tz = request.GET.get("tz")
-    start, end = parse_at(request.GET.get("from"), tz), parse_at(request.GET.get("to"), tz)
+    start, end = parse_time(request.GET.get("from"), tz), parse_time(request.GET.get("to"), tz)
     if start:
         rows = rows.filter(ts__gte=start)
     if end:

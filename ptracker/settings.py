@@ -163,6 +163,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "drf_spectacular",
     "channels",
     "django_q",
     "monitoring",
@@ -218,6 +219,7 @@ NPM_ASSETS = {
     "vendor/chartjs-adapter-date-fns": "chartjs-adapter-date-fns/dist",
     "vendor/chartjs-plugin-zoom": "chartjs-plugin-zoom/dist",
     "vendor/hammerjs": "hammerjs",
+    "vendor/swagger-ui-dist": "swagger-ui-dist",
 }
 STATICFILES_DIRS = [BASE_DIR / "static"] + [
     (prefix, BASE_DIR / "node_modules" / path)
@@ -262,9 +264,24 @@ if PTRACKER_REDIS_URL:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "monitoring.api.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "monitoring.api.auth.ReadOnlyTokens",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "URL_FORMAT_OVERRIDE": None,  # ?format= is the export format (csv, json, jsonl)
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ptracker API",
+    "DESCRIPTION": "History and live state of hosts, GPUs and processes.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page loads Swagger UI from our static files (npm), never from a CDN.
+    "SWAGGER_UI_DIST": "/static/vendor/swagger-ui-dist",
+    "SWAGGER_UI_FAVICON_HREF": "/static/vendor/swagger-ui-dist/favicon-32x32.png",
 }
 
 LOGGING = {

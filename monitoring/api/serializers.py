@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from monitoring.models import Event, GpuSample, Host, HostSample, ProcessSample
+from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -23,6 +23,51 @@ class HostSerializer(serializers.ModelSerializer):
 
     def get_online(self, host: Host) -> bool:
         return host.is_online()
+
+
+class HostListSerializer(HostSerializer):
+    """A host with its newest values, for lists (one query for all hosts' samples)."""
+
+    latest = serializers.SerializerMethodField()
+
+    class Meta(HostSerializer.Meta):
+        fields = HostSerializer.Meta.fields + ["latest"]
+
+    def get_latest(self, host: Host) -> dict | None:
+        sample = self.context.get("latest", {}).get(host.pk)
+        if sample is None:
+            return None
+        return {
+            "ts": sample.ts,
+            "cpu_percent": sample.cpu_percent,
+            "mem_percent": sample.mem_percent,
+            "load1": sample.load1,
+            "process_count": sample.process_count,
+        }
+
+
+class ProcessSerializer(serializers.ModelSerializer):
+    host = serializers.CharField(source="host.name")
+    watched = serializers.CharField(source="watched.name", default=None)
+
+    class Meta:
+        model = Process
+        fields = [
+            "id",
+            "host",
+            "host_id",
+            "pid",
+            "ppid",
+            "create_time",
+            "name",
+            "exe",
+            "cmdline",
+            "username",
+            "watched",
+            "first_seen",
+            "last_seen",
+            "exited_at",
+        ]
 
 
 class HostSampleSerializer(serializers.ModelSerializer):

@@ -1,0 +1,172 @@
+"""CSV and JSON exports of samples and events, streamed row by row.
+
+Columns carry their unit in their name (rss_bytes, net_rx_bytes_per_s) and are
+declared once here. Rows come from a database iterator (a server-side cursor on
+PostgreSQL) and leave as an async iterator: under ASGI Django would read a sync
+iterator to the end into memory before sending a byte.
+"""
+
+import csv
+import io
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+
+from monitoring.models import Event, GpuSample, HostSample, ProcessSample
+
+
+@dataclass(frozen=True)
+class Export:
+    model: type
+    columns: dict[str, str]  # column name -> ORM path
+    time_field: str = "ts"
+
+
+EXPORTS = {
+    "host-samples": Export(
+        HostSample,
+        {
+            "ts": "ts",
+            "host": "host__name",
+            "cpu_percent": "cpu_percent",
+            "load1": "load1",
+            "load5": "load5",
+            "load15": "load15",
+            "mem_total_bytes": "mem_total",
+            "mem_used_bytes": "mem_used",
+            "mem_available_bytes": "mem_available",
+            "swap_total_bytes": "swap_total",
+            "swap_used_bytes": "swap_used",
+            "disk_read_bytes_per_s": "disk_read_bps",
+            "disk_write_bytes_per_s": "disk_write_bps",
+            "net_rx_bytes_per_s": "net_rx_bps",
+            "net_tx_bytes_per_s": "net_tx_bps",
+            "process_count": "process_count",
+            "thread_count": "thread_count",
+            "other_cpu_percent": "other_cpu_percent",
+            "other_rss_bytes": "other_rss",
+            "uptime_s": "uptime",
+        },
+    ),
+    "process-samples": Export(
+        ProcessSample,
+        {
+            "ts": "ts",
+            "host": "host__name",
+            "process_id": "process_id",
+            "pid": "process__pid",
+            "name": "process__name",
+            "username": "process__username",
+            "cpu_percent": "cpu_percent",
+            "rss_bytes": "rss",
+            "vms_bytes": "vms",
+            "mem_percent": "mem_percent",
+            "threads": "threads",
+            "read_bytes_per_s": "read_bps",
+            "write_bytes_per_s": "write_bps",
+            "gpu_memory_bytes": "gpu_memory",
+            "status": "status",
+        },
+    ),
+    "gpu-samples": Export(
+        GpuSample,
+        {
+            "ts": "ts",
+            "host": "host__name",
+            "gpu_index": "index",
+            "gpu_name": "name",
+            "utilization_percent": "utilization",
+            "memory_used_bytes": "memory_used",
+            "memory_total_bytes": "memory_total",
+            "temperature_c": "temperature",
+            "power_w": "power_w",
+        },
+    ),
+    "events": Export(
+        Event,
+        {
+            "ts": "ts",
+            "host": "host__name",
+            "kind": "kind",
+            "message": "message",
+            "count": "count",
+            "process_id": "process_id",
+        },
+    ),
+}
+FIXED = ("ts", "host")  # always first, whatever columns are asked for
+FORMATS = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
+CHUNK = 2000
+
+
+class ExportError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def columns_for(export: Export, wanted: list[str]) -> list[str]:
+    if not wanted:
+        return list(export.columns)
+    unknown = [c for c in wanted if c not in export.columns]
+    if unknown:
+        raise ExportError(
+            "metric", f"unknown column {unknown[0]!r}: choose from {', '.join(export.columns)}"
+        )
+    return list(FIXED) + [c for c in wanted if c not in FIXED]
+
+
+def rows(export: Export, columns: list[str], start, end, host=None, process=None) -> Iterator:
+    qs = export.model.objects.filter(
+        **{f"{export.time_field}__gte": start, f"{export.time_field}__lt": end}
+    )
+    if host is not None:
+        qs = qs.filter(host=host)
+    if process is not None:
+        qs = qs.filter(process=process)
+    paths = [export.columns[c] for c in columns]
+    return qs.order_by(export.time_field, "pk").values_list(*paths).iterator(chunk_size=CHUNK)
+
+
+def _value(value):
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def render(fmt: str, columns: list[str], source: Iterator) -> Iterator[str]:
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        for row in source:
+            writer.writerow([_value(v) for v in row])
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+    elif fmt == "jsonl":
+        for row in source:
+            yield json.dumps(dict(zip(columns, map(_value, row), strict=True))) + "\n"
+    else:  # one JSON array, written as it goes
+        yield "["
+        for i, row in enumerate(source):
+            prefix = "," if i else ""
+            yield prefix + json.dumps(dict(zip(columns, map(_value, row), strict=True)))
+        yield "]\n"
+
+
+async def stream(chunks: Iterator[str], lines_per_step: int = 500) -> AsyncIterator[bytes]:
+    """Pull the sync generator forward in a worker thread, a few hundred rows at a time.
+
+    thread_sensitive keeps every step on one thread, so the database cursor that the
+    rows come from stays on the connection that opened it."""
+    step = sync_to_async(lambda: list(itertools.islice(chunks, lines_per_step)))
+    while True:
+        parts = await step()
+        if not parts:
+            return
+        yield "".join(parts).encode()
