@@ -7,6 +7,7 @@ they are collected in CONFIG_ERRORS and reported by a system check
 clear message.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -105,6 +106,21 @@ if PTRACKER_REDIS_URL and not PTRACKER_REDIS_URL.startswith(("redis://", "rediss
         f"got {PTRACKER_REDIS_URL!r}."
     )
     PTRACKER_REDIS_URL = ""
+
+
+def networks(name: str) -> list:
+    """Comma-separated addresses or CIDR networks."""
+    result = []
+    for part in filter(None, (p.strip() for p in env(name).split(","))):
+        try:
+            result.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            CONFIG_ERRORS.append(f"{name}: {part!r} is not an address or network (10.0.0.0/8).")
+    return result
+
+
+# Addresses that may read /metrics without a token (a Prometheus server).
+PTRACKER_METRICS_ALLOW = networks("PTRACKER_METRICS_ALLOW")
 
 # --- Database ------------------------------------------------------------------
 SQLITE_OPTIONS = {

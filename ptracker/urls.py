@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from monitoring import prometheus
+
 admin.site.site_header = "ptracker administration"
 admin.site.site_title = "ptracker"
 
@@ -13,5 +15,6 @@ urlpatterns = [
     path("api/v1/", include("monitoring.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("metrics", prometheus.metrics, name="metrics"),
     path("", include("monitoring.urls")),
 ]
