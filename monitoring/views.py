@@ -200,6 +200,7 @@ def process_detail(request, process_id: int):
         "runs": runs,
         "last": last,
         "live_possible": live_possible,
+        "export_to": process.last_seen + timedelta(seconds=1),
         "ranges": RANGES[1:],
         "page_data": {
             "host": process.host_id,

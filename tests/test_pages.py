@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import Client
 from django.utils import timezone
 
@@ -254,3 +255,19 @@ def test_events_need_login(client):
 
 def test_events_reject_post(alice_client):
     assert alice_client.post("/events/").status_code == 405
+
+
+def test_host_and_process_pages_offer_downloads(alice_client, sampled):
+    html = alice_client.get(f"/hosts/{sampled.pk}/").content.decode()
+    assert f'href="/api/v1/export/host-samples?host={sampled.pk}&amp;format=csv"' in html
+    trainer = Process.objects.get(pid=100)
+    html = alice_client.get(f"/processes/{trainer.pk}/").content.decode()
+    link = html.split('<span class="downloads">')[1].split('">CSV')[0].split('href="')[1]
+    response = alice_client.get(link.replace("&amp;", "&"))
+    body = b"".join(async_to_sync(_collect)(response)).decode()
+    assert body.splitlines()[0].startswith("ts,host,process_id,pid,name")
+    assert len(body.splitlines()) == 2  # the header and its one sample
+
+
+async def _collect(response):
+    return [chunk async for chunk in response.streaming_content]

@@ -44,8 +44,16 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 
+  // The download links follow the range on screen.
+  function setDownloads(from, to) {
+    document.querySelectorAll(".downloads a[data-export]").forEach(function (a) {
+      a.href = a.dataset.export + "&from=" + Math.floor(from / 1000) + "&to=" + Math.ceil(to / 1000);
+    });
+  }
+
   async function load(from, to) {
     info.textContent = "loading…";
+    setDownloads(from, to);
     try {
       const data = await PT.charts.fetchSeries(page.timeseries, allMetrics, from, to);
       charts.forEach(function (chart) { PT.charts.fill(chart, data.series, from, to); });
