@@ -99,6 +99,8 @@ PTRACKER_SAMPLE_INTERVAL = envint("PTRACKER_SAMPLE_INTERVAL", 5, 1, 60, " second
 PTRACKER_TOP_N = envint("PTRACKER_TOP_N", 25, 1, 1000)
 # A sampler task samples for this long, then hands over to a fresh task (see monitoring.tasks).
 PTRACKER_SAMPLER_SHIFT = envint("PTRACKER_SAMPLER_SHIFT", 300, 10, 3600, " seconds")
+# /debug/monitor/*: ptracker's own process tree, on demand (admins only when on).
+PTRACKER_DEBUG_MONITOR = envbool("PTRACKER_DEBUG_MONITOR")
 PTRACKER_REDIS_URL = env("PTRACKER_REDIS_URL")
 if PTRACKER_REDIS_URL and not PTRACKER_REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     CONFIG_ERRORS.append(

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from monitoring import prometheus
+from monitoring import debug_monitor, prometheus
 
 admin.site.site_header = "ptracker administration"
 admin.site.site_title = "ptracker"
@@ -16,5 +16,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("metrics", prometheus.metrics, name="metrics"),
+    path("debug/monitor/snapshot", debug_monitor.snapshot_view, name="debug-snapshot"),
+    path("debug/monitor/start", debug_monitor.start_view, name="debug-start"),
+    path("debug/monitor/stop", debug_monitor.stop_view, name="debug-stop"),
+    path("debug/monitor/summary", debug_monitor.summary_view, name="debug-summary"),
+    path("debug/monitor/report", debug_monitor.report_view, name="debug-report"),
     path("", include("monitoring.urls")),
 ]

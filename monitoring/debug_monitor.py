@@ -1,0 +1,285 @@
+"""/debug/monitor/*: ptracker watching its own process tree, on demand.
+
+Off unless PTRACKER_DEBUG_MONITOR=1, and then for admins only. A session samples the
+tree (the `ptracker run` supervisor, Daphne, the cluster and its workers) in a thread
+of the web process that serves the requests; with several web processes each has
+its own session.
+"""
+
+import functools
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import psutil
+from django.conf import settings
+from django.http import Http404, HttpResponse
+from django.template.loader import render_to_string
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+
+from monitoring.api.auth import ReadOnlyTokens
+from monitoring.collectors import gpu
+
+MAX_SAMPLES = 3600  # a session keeps at most this many snapshots (an hour at 1 s)
+FIELDS = ("cpu_percent", "rss", "gpu_memory")
+
+
+def tree_root() -> psutil.Process:
+    """The top ptracker process above this one (the `ptracker run` supervisor)."""
+    me = root = psutil.Process()
+    for parent in me.parents():
+        try:
+            if "ptracker" not in " ".join(parent.cmdline()):
+                break
+        except psutil.Error:
+            break
+        root = parent
+    return root
+
+
+@dataclass
+class Snapshot:
+    ts: str
+    processes: list[dict]
+    totals: dict
+
+
+class TreeMonitor:
+    """CPU % needs two readings: this keeps the previous CPU times of each process."""
+
+    def __init__(self) -> None:
+        self.previous: dict[tuple[int, float], tuple[float, float]] = {}
+
+    def snapshot(self) -> Snapshot:
+        root = tree_root()
+        gpu_memory: dict[int, int] = {}
+        for reading in gpu.collect():
+            for p in reading.processes:
+                gpu_memory[p.pid] = gpu_memory.get(p.pid, 0) + (p.gpu_memory or 0)
+        now = time.monotonic()
+        rows, seen = [], {}
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                with proc.oneshot():
+                    key = (proc.pid, proc.create_time())
+                    times = proc.cpu_times()
+                    busy = times.user + times.system
+                    cpu = None
+                    if key in self.previous:
+                        last_busy, last_time = self.previous[key]
+                        cpu = round(100 * (busy - last_busy) / max(now - last_time, 1e-6), 2)
+                    seen[key] = (busy, now)
+                    rows.append(
+                        {
+                            "pid": proc.pid,
+                            "ppid": proc.ppid(),
+                            "name": proc.name(),
+                            "cmdline": " ".join(proc.cmdline())[:300],
+                            "cpu_percent": cpu,
+                            "rss": proc.memory_info().rss,
+                            "threads": proc.num_threads(),
+                            "gpu_memory": gpu_memory.get(proc.pid),
+                        }
+                    )
+            except psutil.Error:
+                continue  # exited between listing and reading
+        self.previous = seen
+        totals = {f: sum(r[f] or 0 for r in rows) for f in FIELDS}
+        totals["processes"] = len(rows)
+        return Snapshot(ts=datetime.now(UTC).isoformat(), processes=rows, totals=totals)
+
+
+@dataclass
+class Session:
+    interval: float
+    started: str
+    stopped: str | None = None
+    samples: list[Snapshot] = field(default_factory=list)
+
+
+class Collector:
+    """At most one collection session per web process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.session: Session | None = None
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, interval: float) -> Session:
+        with self.lock:
+            if self.running():
+                raise ValueError("a session is already running; stop it first")
+            self.session = Session(interval=interval, started=datetime.now(UTC).isoformat())
+            self.stop_event = threading.Event()
+            self.thread = threading.Thread(
+                target=self._run, args=(self.session, self.stop_event), daemon=True
+            )
+            self.thread.start()
+            return self.session
+
+    def _run(self, session: Session, stop: threading.Event) -> None:
+        monitor = TreeMonitor()
+        monitor.snapshot()  # baseline for CPU %
+        while not stop.wait(session.interval):
+            session.samples.append(monitor.snapshot())
+            if len(session.samples) >= MAX_SAMPLES:
+                break
+        session.stopped = datetime.now(UTC).isoformat()
+
+    def stop(self) -> Session | None:
+        with self.lock:
+            if self.running():
+                self.stop_event.set()
+                self.thread.join(5)
+            return self.session
+
+
+collector = Collector()
+
+
+def summary(session: Session) -> dict:
+    """min/max/avg of the tree's totals and of each process over the session."""
+
+    def stats(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        return {"min": min(values), "max": max(values), "avg": round(sum(values) / len(values), 2)}
+
+    per_process: dict[int, dict] = {}
+    for snap in session.samples:
+        for row in snap.processes:
+            entry = per_process.setdefault(
+                row["pid"], {"pid": row["pid"], "name": row["name"], **{f: [] for f in FIELDS}}
+            )
+            for f in FIELDS:
+                entry[f].append(row[f])
+    return {
+        "interval": session.interval,
+        "started": session.started,
+        "stopped": session.stopped,
+        "samples": len(session.samples),
+        "totals": {f: stats([s.totals[f] for s in session.samples]) for f in FIELDS},
+        "processes": [
+            {"pid": e["pid"], "name": e["name"], **{f: stats(e[f]) for f in FIELDS}}
+            for e in per_process.values()
+        ],
+    }
+
+
+def enabled(view):
+    """404 unless PTRACKER_DEBUG_MONITOR is on: off, the endpoints do not even exist."""
+
+    @functools.wraps(view)  # keeps DRF's csrf_exempt mark: DRF checks CSRF for sessions
+    def wrapped(request, *args, **kwargs):
+        if not settings.PTRACKER_DEBUG_MONITOR:
+            raise Http404("not found")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+# DRF views: admins with a session (CSRF checked) or an API token (curl).
+admin_only = permission_classes([IsAdminUser, ReadOnlyTokens])
+
+
+@enabled
+@extend_schema(tags=["debug monitor"], responses={200: OpenApiTypes.OBJECT})
+@api_view(["GET"])
+@admin_only
+def snapshot_view(request):
+    monitor = TreeMonitor()
+    monitor.snapshot()
+    time.sleep(0.2)  # two readings make a CPU %
+    return Response(asdict(monitor.snapshot()))
+
+
+@enabled
+@extend_schema(
+    tags=["debug monitor"],
+    parameters=[OpenApiParameter("interval", OpenApiTypes.FLOAT, description="seconds, 0.1–60")],
+    request=None,
+    responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+)
+@api_view(["POST"])
+@admin_only
+def start_view(request):
+    try:
+        interval = float(request.query_params.get("interval", request.data.get("interval", 1)))
+    except (TypeError, ValueError):
+        return Response({"interval": ["a number of seconds"]}, status=400)
+    if not 0.1 <= interval <= 60:
+        return Response({"interval": ["from 0.1 to 60 seconds"]}, status=400)
+    try:
+        session = collector.start(interval)
+    except ValueError as exc:
+        return Response({"error": str(exc)}, status=409)
+    return Response({"started": session.started, "interval": interval})
+
+
+@enabled
+@extend_schema(
+    tags=["debug monitor"],
+    request=None,
+    responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+)
+@api_view(["POST"])
+@admin_only
+def stop_view(request):
+    session = collector.stop()
+    if session is None:
+        return Response({"error": "no session was started"}, status=409)
+    return Response(summary(session))
+
+
+@enabled
+@extend_schema(
+    tags=["debug monitor"], responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT}
+)
+@api_view(["GET"])
+@admin_only
+def summary_view(request):
+    if collector.session is None:
+        return Response({"error": "no session was started"}, status=409)
+    return Response(summary(collector.session))
+
+
+@enabled
+@extend_schema(
+    tags=["debug monitor"],
+    parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["html", "json"])],
+    responses={
+        (200, "text/html"): OpenApiTypes.STR,
+        (200, "application/json"): OpenApiTypes.OBJECT,
+    },
+)
+@api_view(["GET"])
+@admin_only
+def report_view(request):
+    session = collector.session
+    if session is None:
+        return Response({"error": "no session was started"}, status=409)
+    fmt = request.query_params.get("format", "html")
+    data = {"summary": summary(session), "samples": [asdict(s) for s in session.samples]}
+    if fmt == "json":
+        return Response(data)
+    if fmt != "html":
+        return Response({"format": ["html or json"]}, status=400)
+    # Self-contained: Chart.js goes inside the file, so a saved report opens offline.
+    chart_js = (settings.BASE_DIR / "node_modules/chart.js/dist/chart.umd.min.js").read_text()
+    html = render_to_string(
+        "monitoring/debug_report.html",
+        {"data": data, "chart_js": chart_js, "summary": data["summary"]},
+    )
+    response = HttpResponse(html)
+    response["Content-Disposition"] = 'inline; filename="ptracker-monitor-report.html"'
+    return response
