@@ -9,4 +9,5 @@ urlpatterns = [
     path("processes/<int:process_id>/", views.process_detail, name="process-detail"),
     path("processes/<int:process_id>/live", views.process_live, name="process-live"),
     path("events/", views.events, name="events"),
+    path("account/tokens/", views.tokens, name="tokens"),
 ]

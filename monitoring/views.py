@@ -5,14 +5,22 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.http import Http404
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from monitoring import timeseries
-from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
+from monitoring.models import (
+    ApiToken,
+    Event,
+    GpuSample,
+    Host,
+    HostSample,
+    Process,
+    ProcessSample,
+)
 from monitoring.process_table import FilterError, parse_time, select
 from monitoring.tasks import sampler_status
 
@@ -285,3 +293,29 @@ def events(request):
         "to": request.GET.get("to", ""),
     }
     return render(request, "monitoring/events.html", context)
+
+
+@login_required
+def tokens(request):
+    """A user's own API tokens: make one (its secret shown once), revoke one."""
+    secret = error = None
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            ApiToken.objects.filter(
+                user=request.user, pk=request.POST.get("revoke"), revoked_at__isnull=True
+            ).update(revoked_at=timezone.now())
+            return redirect("tokens")
+        name = request.POST.get("name", "").strip()
+        if not name or len(name) > 100:
+            error = "Give the token a name of 1 to 100 characters (what it is for)."
+        else:
+            read_only = request.POST.get("access", "read") != "write"
+            secret = ApiToken.issue(request.user, name, read_only=read_only)[1]
+    elif request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    context = {
+        "tokens": ApiToken.objects.filter(user=request.user).order_by("-created"),
+        "secret": secret,
+        "error": error,
+    }
+    return render(request, "monitoring/tokens.html", context, status=400 if error else 200)

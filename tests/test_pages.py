@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from monitoring import ingest
-from monitoring.models import Event, Host, Process, WatchedProcess
+from monitoring.models import ApiToken, Event, Host, Process, WatchedProcess
 from tests.conftest import batch, proc
 
 pytestmark = pytest.mark.django_db
@@ -271,3 +271,38 @@ def test_host_and_process_pages_offer_downloads(alice_client, sampled):
 
 async def _collect(response):
     return [chunk async for chunk in response.streaming_content]
+
+
+# --- API tokens page ------------------------------------------------------------------
+
+
+def test_a_user_makes_a_token_and_sees_it_once(client, bob):
+    client.force_login(bob)
+    html = client.post("/account/tokens/", {"name": "laptop", "access": "read"}).content.decode()
+    secret = html.split('<code class="cmdline">')[1].split("<")[0]
+    assert ApiToken.find(secret).user == bob
+    listing = client.get("/account/tokens/").content.decode()
+    assert secret not in listing and secret[:11] in listing and "read only" in listing
+
+
+def test_a_user_revokes_only_their_own_tokens(client, bob, alice):
+    alices = ApiToken.issue(alice, "alice's")[0]
+    mine = ApiToken.issue(bob, "bob's")[0]
+    client.force_login(bob)
+    client.post("/account/tokens/", {"revoke": alices.pk})
+    client.post("/account/tokens/", {"revoke": mine.pk})
+    assert ApiToken.objects.get(pk=alices.pk).revoked_at is None
+    assert ApiToken.objects.get(pk=mine.pk).revoked_at is not None
+
+
+def test_a_token_needs_a_name(client, bob):
+    client.force_login(bob)
+    response = client.post("/account/tokens/", {"name": " "})
+    assert response.status_code == 400 and "Give the token a name" in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_the_tokens_page_needs_login_and_rejects_other_methods(client, bob):
+    assert client.get("/account/tokens/").status_code == 302
+    client.force_login(bob)
+    assert client.put("/account/tokens/").status_code == 405
