@@ -162,7 +162,7 @@ def test_bad_parameters_get_a_400_naming_the_field(alice_client, host, params, f
 
 
 def test_timeseries_needs_login(client, host):
-    assert get(client, host, metric="cpu_percent").status_code == 403
+    assert get(client, host, metric="cpu_percent").status_code == 401
 
 
 def test_timeseries_of_an_unknown_host_is_404(alice_client):
