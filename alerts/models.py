@@ -1,2 +1,371 @@
-# Alert rules, channels and history arrive with the alerts issue; the app exists so
-# that its place in the layout (alerts depends on monitoring, never the reverse) is set.
+"""Alert rules, notification channels, silences, and what happened (transitions).
+
+A Transition row is the alert history; its Delivery rows (one per channel) are the
+notification outbox, each claimed by the sender with a conditional update, so a
+notification goes out once however many workers look.
+"""
+
+import re
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.template import Context, Template, TemplateSyntaxError
+from django.utils import timezone
+
+from monitoring.models import Host, WatchedProcess
+
+SEVERITIES = [("info", "info"), ("warning", "warning"), ("critical", "critical")]
+OPERATORS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t,
+             "<": lambda v, t: v < t, "<=": lambda v, t: v <= t}  # fmt: skip
+
+# metric -> (label, unit, what it is measured on, lowest, highest valid threshold)
+METRICS = {
+    "cpu_percent": ("Host CPU %", "%", "host", 0, 100),
+    "mem_percent": ("Host memory %", "%", "host", 0, 100),
+    "swap_percent": ("Host swap %", "%", "host", 0, 100),
+    "load_per_core": ("Load (1 min) per core", "", "host", 0, None),
+    "disk_percent": ("Disk used % (per mount)", "%", "mount", 0, 100),
+    "disk_read_bps": ("Disk read, bytes/s", "bytes/s", "host", 0, None),
+    "disk_write_bps": ("Disk write, bytes/s", "bytes/s", "host", 0, None),
+    "net_rx_bps": ("Network in, bytes/s", "bytes/s", "host", 0, None),
+    "net_tx_bps": ("Network out, bytes/s", "bytes/s", "host", 0, None),
+    "process_count": ("Number of processes", "", "host", 0, None),
+    "gpu_utilization": ("GPU utilization %", "%", "gpu", 0, 100),
+    "gpu_memory_percent": ("GPU memory %", "%", "gpu", 0, 100),
+    "gpu_temperature": ("GPU temperature, °C", "°C", "gpu", 0, 150),
+    "process_cpu_percent": ("Process CPU % (of one core)", "%", "process", 0, None),
+    "process_rss": ("Process memory (RSS), bytes", "bytes", "process", 0, None),
+    "process_threads": ("Process threads", "", "process", 0, None),
+    "process_gpu_memory": ("Process GPU memory, bytes", "bytes", "process", 0, None),
+    # Special rules: their own evaluation, see alerts.evaluation.
+    "host_offline": ("Host offline (no sample for N intervals)", "intervals", "host", 1, None),
+    "process_missing": ("Watched process not running", "", "watch", None, None),
+    "memory_growth": ("Memory grows faster than N MB per hour", "MB/h", "host|process", 0, None),
+    "disk_will_fill": ("Disk full within N hours (linear trend)", "h", "mount", 0, None),
+}
+
+
+def check_template(text: str) -> None:
+    try:
+        Template(text)
+    except TemplateSyntaxError as exc:
+        raise ValidationError(f"Template error: {exc}") from exc
+
+
+class Channel(models.Model):
+    KINDS = [
+        ("webhook", "Generic webhook"),
+        ("slack", "Slack"),
+        ("discord", "Discord"),
+        ("teams", "Microsoft Teams"),
+        ("telegram", "Telegram"),
+        ("email", "Email"),
+        ("dingtalk", "DingTalk"),
+        ("wecom", "WeCom"),
+        ("feishu", "Feishu / Lark"),
+        ("ntfy", "ntfy"),
+        ("pagerduty", "PagerDuty Events v2"),
+    ]
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=KINDS)
+    config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "webhook: url, method (POST), headers {}, body (a template; default: the alert "
+            "as JSON). slack/discord/teams/dingtalk/wecom/feishu: url. telegram: bot_token, "
+            "chat_id. email: to (a list). ntfy: url (https://ntfy.sh/your-topic), token. "
+            "pagerduty: routing_key."
+        ),
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        from alerts.transports import TRANSPORTS
+
+        if self.kind in TRANSPORTS:
+            problem = TRANSPORTS[self.kind].check_config(self.config or {})
+            if problem:
+                raise ValidationError({"config": problem})
+        if self.kind == "webhook" and (self.config or {}).get("body"):
+            try:
+                check_template(self.config["body"])
+            except ValidationError as exc:
+                raise ValidationError({"config": exc.messages}) from exc
+
+
+class Rule(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField(default=True)
+    metric = models.CharField(max_length=30, choices=[(k, v[0]) for k, v in METRICS.items()])
+    operator = models.CharField(max_length=2, choices=[(o, o) for o in OPERATORS], default=">")
+    threshold = models.FloatField(null=True, blank=True)
+    for_seconds = models.PositiveIntegerField(
+        default=60, help_text="The condition must hold this long before the alert fires."
+    )
+    recovery_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Resolve only past this value (hysteresis); empty: the threshold itself.",
+    )
+    recovery_seconds = models.PositiveIntegerField(
+        default=0, help_text="The recovery must hold this long before the alert resolves."
+    )
+    window_minutes = models.PositiveIntegerField(
+        default=60, help_text="memory growth and disk-fill rules: the trend window."
+    )
+    hosts = models.ManyToManyField(Host, blank=True, help_text="Empty: every host.")
+    host_labels = models.JSONField(
+        default=dict, blank=True, help_text='Only hosts with these labels: {"env": "prod"}'
+    )
+    process_pattern = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Process rules: regex on the name or command line (empty: any stored process).",
+    )
+    watched = models.ForeignKey(
+        WatchedProcess,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        help_text="Process rules: only processes of this watch. Required for process_missing.",
+    )
+    mount = models.CharField(max_length=300, blank=True, help_text="Disk rules: one mount point.")
+    severity = models.CharField(max_length=10, choices=SEVERITIES, default="warning")
+    repeat_minutes = models.PositiveIntegerField(
+        default=0, help_text="Remind every N minutes while firing and not acknowledged (0: never)."
+    )
+    channels = models.ManyToManyField(Channel, blank=True)
+    message = models.TextField(
+        blank=True,
+        help_text="Optional template: {{ rule }}, {{ subject }}, {{ value }}, {{ state }}, "
+        "{{ host }}, {{ severity }}.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scope(self) -> str:
+        return METRICS[self.metric][2]
+
+    def clean(self) -> None:
+        label, unit, scope, low, high = METRICS.get(self.metric, (None,) * 5)
+        if label is None:
+            raise ValidationError({"metric": f"Unknown metric {self.metric!r}."})
+        needs_threshold = self.metric != "process_missing"
+        if needs_threshold and self.threshold is None:
+            raise ValidationError({"threshold": "This metric needs a threshold."})
+        for field in ("threshold", "recovery_threshold"):
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if (low is not None and value < low) or (high is not None and value > high):
+                span = f"{low} to {high}" if high is not None else f"at least {low}"
+                raise ValidationError({field: f"{label}: the value must be {span}."})
+        if self.process_pattern:
+            try:
+                re.compile(self.process_pattern)
+            except re.error as exc:
+                raise ValidationError(
+                    {"process_pattern": f"Not a valid regular expression: {exc}"}
+                ) from exc
+        if self.metric == "process_missing" and self.watched_id is None:
+            raise ValidationError({"watched": "Choose the watched process that must run."})
+        if self.recovery_threshold is not None and self.threshold is not None:
+            above = self.operator in (">", ">=")
+            if (above and self.recovery_threshold > self.threshold) or (
+                not above and self.recovery_threshold < self.threshold
+            ):
+                raise ValidationError(
+                    {
+                        "recovery_threshold": "The recovery value must be on the safe side of the "
+                        "threshold (below it for > rules, above it for < rules)."
+                    }
+                )
+        if self.message:
+            try:
+                check_template(self.message)
+            except ValidationError as exc:
+                raise ValidationError({"message": exc.messages}) from exc
+
+    def applies_to(self, host: Host) -> bool:
+        if not self.enabled or not host.enabled:
+            return False
+        if self.host_labels and any(host.labels.get(k) != v for k, v in self.host_labels.items()):
+            return False
+        ids = getattr(self, "_host_ids", None)
+        if ids is None:
+            ids = self._host_ids = set(self.hosts.values_list("pk", flat=True))
+        return not ids or host.pk in ids
+
+
+class AlertState(models.Model):
+    """Where one rule stands for one subject (a host, a mount, a GPU, a process)."""
+
+    OK, PENDING, FIRING = "ok", "pending", "firing"
+    rule = models.ForeignKey(Rule, models.CASCADE, related_name="states")
+    host = models.ForeignKey(Host, models.CASCADE)
+    subject = models.CharField(max_length=300)  # "host", "mount:/", "gpu:0", "watch:3", "pid:…"
+    state = models.CharField(max_length=10, default=OK)
+    since = models.DateTimeField(default=timezone.now)  # when the current state began
+    candidate_since = models.DateTimeField(null=True, blank=True)  # recovery under way
+    value = models.FloatField(null=True, blank=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
+    last_notified = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "host", "subject"], name="alert_subject")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} on {self.host} {self.subject}: {self.state}"
+
+
+class Transition(models.Model):
+    """A change of state (or a reminder): the alert history and the notification outbox."""
+
+    KINDS = [
+        ("pending", "pending"),
+        ("firing", "firing"),
+        ("reminder", "still firing"),
+        ("resolved", "resolved"),
+    ]
+    rule = models.ForeignKey(Rule, models.CASCADE, related_name="transitions")
+    host = models.ForeignKey(Host, models.CASCADE)
+    subject = models.CharField(max_length=300)
+    kind = models.CharField(max_length=10, choices=KINDS)
+    ts = models.DateTimeField(default=timezone.now)
+    value = models.FloatField(null=True, blank=True)
+    message = models.TextField()
+    duration = models.DurationField(null=True, blank=True)  # firing → resolved
+    silenced = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-ts"]
+        indexes = [models.Index(fields=["host", "ts"])]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Delivery(models.Model):
+    """One channel's share of a transition: attempts, outcome, next retry."""
+
+    PENDING, SENT, FAILED = "pending", "sent", "failed"
+    transition = models.ForeignKey(Transition, models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(Channel, models.CASCADE)
+    status = models.CharField(max_length=10, default=PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_try = models.DateTimeField(default=timezone.now)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_try"])]
+
+
+class Silence(models.Model):
+    """Mute notifications (not evaluation, not history) for a while."""
+
+    rule = models.ForeignKey(Rule, models.CASCADE, null=True, blank=True)
+    host = models.ForeignKey(Host, models.CASCADE, null=True, blank=True)
+    host_label = models.CharField(max_length=200, blank=True, help_text="key=value")
+    starts = models.DateTimeField(default=timezone.now)
+    ends = models.DateTimeField()
+    comment = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return self.comment or f"silence until {self.ends:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        if self.ends and self.starts and self.ends <= self.starts:
+            raise ValidationError({"ends": "A silence must end after it starts."})
+        if self.host_label and "=" not in self.host_label:
+            raise ValidationError({"host_label": "Write the label as key=value."})
+
+    def matches(self, rule: Rule, host: Host, at: datetime) -> bool:
+        if not self.starts <= at < self.ends:
+            return False
+        if self.rule_id and self.rule_id != rule.pk:
+            return False
+        if self.host_id and self.host_id != host.pk:
+            return False
+        if self.host_label:
+            key, _, value = self.host_label.partition("=")
+            if host.labels.get(key.strip()) != value.strip():
+                return False
+        return True
+
+
+class MaintenanceWindow(models.Model):
+    """A recurring silence: every chosen weekday from a time, for a duration (UTC)."""
+
+    name = models.CharField(max_length=100)
+    weekdays = models.CharField(
+        max_length=20, default="0123456", help_text="0 = Monday … 6 = Sunday, e.g. 5 for Saturdays"
+    )
+    start_time = models.TimeField(help_text="UTC")
+    duration_minutes = models.PositiveIntegerField()
+    hosts = models.ManyToManyField(Host, blank=True, help_text="Empty: every host.")
+    rules = models.ManyToManyField(Rule, blank=True, help_text="Empty: every rule.")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not self.weekdays or any(c not in "0123456" for c in self.weekdays):
+            raise ValidationError({"weekdays": "Use the digits 0 (Monday) to 6 (Sunday)."})
+
+    def covers(self, at: datetime) -> bool:
+        # A window may start yesterday and run past midnight: look at both starts.
+        for days_back in (0, 1):
+            day = at - timedelta(days=days_back)
+            if str(day.weekday()) not in self.weekdays:
+                continue
+            start = datetime.combine(day.date(), self.start_time, tzinfo=at.tzinfo)
+            if start <= at < start + timedelta(minutes=self.duration_minutes):
+                return True
+        return False
+
+    def matches(self, rule: Rule, host: Host, at: datetime) -> bool:
+        if not self.covers(at):
+            return False
+        host_ids = {h.pk for h in self.hosts.all()}
+        rule_ids = {r.pk for r in self.rules.all()}
+        return (not host_ids or host.pk in host_ids) and (not rule_ids or rule.pk in rule_ids)
+
+
+def render_message(rule: Rule, transition_kind: str, subject: str, host: Host, value) -> str:
+    context = {
+        "rule": rule.name,
+        "state": transition_kind,
+        "subject": subject,
+        "host": host.name,
+        "value": value,
+        "severity": rule.severity,
+    }
+    if rule.message:
+        return Template(rule.message).render(Context(context)).strip()
+    label, unit = METRICS[rule.metric][0], METRICS[rule.metric][1]
+    where = host.name if subject == "host" else f"{host.name} {subject}"
+    shown = "" if value is None else f" ({value:.4g}{' ' + unit if unit else ''})"
+    words = {"firing": "FIRING", "reminder": "STILL FIRING", "resolved": "RESOLVED",
+             "pending": "pending"}[transition_kind]  # fmt: skip
+    return f"[{words}] {rule.name}: {label} on {where}{shown}"

@@ -5,10 +5,13 @@ which watched processes were running before is read from the database, so a
 restart of the sampler or a different hub process changes nothing.
 """
 
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.sampling import Batch, ProcessRow
@@ -47,7 +50,16 @@ def store(host: Host, batch: Batch) -> HostSample:
         Host.objects.filter(pk=host.pk).update(**update)
     for name, value in update.items():
         setattr(host, name, value)
+    for hook in after_ingest_hooks():
+        hook(host, sample)
     return sample
+
+
+@functools.cache
+def after_ingest_hooks() -> list:
+    """PTRACKER_AFTER_INGEST: functions called with (host, sample) after each stored
+    batch. The alerts app evaluates its rules this way, so monitoring never imports it."""
+    return [import_string(path) for path in settings.PTRACKER_AFTER_INGEST]
 
 
 def _back_up(host: Host, ts: datetime, previous_seen: datetime | None) -> bool:

@@ -226,6 +226,8 @@ class Event(models.Model):
         ("process_exited", "process exited"),
         ("process_vanished", "process exited abnormally"),
         ("sampler_started", "sampler started"),
+        ("alert_firing", "alert firing"),
+        ("alert_resolved", "alert resolved"),
     ]
     # The same kind for the same subject within this window is one event, not many.
     COLLAPSE_WINDOW = timedelta(minutes=5)

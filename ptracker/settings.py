@@ -124,6 +124,19 @@ def networks(name: str) -> list:
 # Addresses that may read /metrics without a token (a Prometheus server).
 PTRACKER_METRICS_ALLOW = networks("PTRACKER_METRICS_ALLOW")
 
+# Called with (host, sample) after each stored batch: how alerts follow the samples.
+PTRACKER_AFTER_INGEST = ["alerts.evaluation.after_batch"]
+
+# --- Email (alert notifications) ------------------------------------------------------
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, 1, 65535)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "ptracker@localhost")
+
 # --- Database ------------------------------------------------------------------
 SQLITE_OPTIONS = {
     # WAL lets the dashboard read while the sampler writes; IMMEDIATE takes the write

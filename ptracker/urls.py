@@ -21,5 +21,6 @@ urlpatterns = [
     path("debug/monitor/stop", debug_monitor.stop_view, name="debug-stop"),
     path("debug/monitor/summary", debug_monitor.summary_view, name="debug-summary"),
     path("debug/monitor/report", debug_monitor.report_view, name="debug-report"),
+    path("", include("alerts.urls")),
     path("", include("monitoring.urls")),
 ]

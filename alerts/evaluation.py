@@ -1,0 +1,362 @@
+"""Evaluate rules: observations in, state changes (transitions) out.
+
+`advance()` is the pure heart: one rule's state for one subject, one observation,
+the time; it returns the new state and the transition to record, if any. The rest
+reads observations from the samples and stores what `advance()` decided.
+
+Threshold rules run after every stored batch (monitoring calls `after_batch`
+through PTRACKER_AFTER_INGEST); offline, missing-process and trend rules run on the
+minute schedule (`evaluate_scheduled`).
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from alerts.models import (
+    OPERATORS,
+    AlertState,
+    Delivery,
+    MaintenanceWindow,
+    Rule,
+    Silence,
+    Transition,
+    render_message,
+)
+from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
+
+SCHEDULED = {"host_offline", "process_missing", "memory_growth", "disk_will_fill"}
+GPU_FIELDS = {
+    "gpu_utilization": "utilization",
+    "gpu_memory_percent": "memory_percent",
+    "gpu_temperature": "temperature",
+}
+PROCESS_FIELDS = {
+    "process_cpu_percent": "cpu_percent",
+    "process_rss": "rss",
+    "process_threads": "threads",
+    "process_gpu_memory": "gpu_memory",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: str
+    since: datetime
+    candidate_since: datetime | None
+    transition: str | None  # pending | firing | reminder | resolved
+
+
+def advance(rule: Rule, current: AlertState, value: float | None, now: datetime) -> Decision:
+    """The next state of one rule for one subject, given its newest value."""
+    state, since, candidate = current.state, current.since, current.candidate_since
+    if value is None:  # no data says nothing: keep the state
+        return Decision(state, since, candidate, None)
+    breach = breaching(rule, value)
+    for_ = timedelta(seconds=rule.for_seconds)
+    if state == AlertState.OK:
+        if not breach:
+            return Decision(state, since, None, None)
+        if rule.for_seconds == 0:
+            return Decision(AlertState.FIRING, now, None, "firing")
+        return Decision(AlertState.PENDING, now, None, "pending")
+    if state == AlertState.PENDING:
+        if not breach:
+            return Decision(AlertState.OK, now, None, None)
+        if now - since >= for_:
+            return Decision(AlertState.FIRING, now, None, "firing")
+        return Decision(state, since, None, None)
+    # firing: resolve only past the recovery threshold, held for recovery_seconds
+    if recovered(rule, value):
+        candidate = candidate or now
+        if now - candidate >= timedelta(seconds=rule.recovery_seconds):
+            return Decision(AlertState.OK, now, None, "resolved")
+        return Decision(state, since, candidate, None)
+    if rule.repeat_minutes and current.acknowledged_at is None:
+        last = current.last_notified or current.fired_at or since
+        if now - last >= timedelta(minutes=rule.repeat_minutes):
+            return Decision(state, since, None, "reminder")
+    return Decision(state, since, None, None)
+
+
+def breaching(rule: Rule, value: float) -> bool:
+    if rule.metric == "process_missing":
+        return value == 0  # value: how many matching processes run
+    return OPERATORS[rule.operator](value, rule.threshold)
+
+
+def recovered(rule: Rule, value: float) -> bool:
+    if rule.metric == "process_missing":
+        return value > 0
+    limit = rule.threshold if rule.recovery_threshold is None else rule.recovery_threshold
+    return not OPERATORS[rule.operator](value, limit)
+
+
+# --- observations -------------------------------------------------------------------
+
+
+def host_values(rule: Rule, sample: HostSample, host: Host) -> list[tuple[str, float | None]]:
+    metric = rule.metric
+    if metric == "disk_percent":
+        return [
+            (f"mount:{d['mount']}", d["percent"])
+            for d in sample.disks
+            if not rule.mount or d["mount"] == rule.mount
+        ]
+    if metric == "load_per_core":
+        cores = host.inventory.get("cpu_count") or len(sample.per_cpu) or 1
+        return [("host", None if sample.load1 is None else sample.load1 / cores)]
+    return [("host", getattr(sample, metric))]
+
+
+def gpu_values(rule: Rule, gpus: list[GpuSample]) -> list[tuple[str, float | None]]:
+    field = GPU_FIELDS[rule.metric]
+    return [(f"gpu:{g.index}", getattr(g, field)) for g in gpus]
+
+
+def process_values(rule: Rule, rows: list[ProcessSample]) -> list[tuple[str, float | None]]:
+    field = PROCESS_FIELDS[rule.metric]
+    pattern = re.compile(rule.process_pattern) if rule.process_pattern else None
+    values = []
+    for row in rows:
+        p = row.process
+        if rule.watched_id and p.watched_id != rule.watched_id:
+            continue
+        if pattern and not (pattern.search(p.name) or pattern.search(p.cmdline)):
+            continue
+        values.append((f"process:{p.pk} {p.name} (pid {p.pid})", getattr(row, field)))
+    return values
+
+
+def slope_per_hour(points: list[tuple[datetime, float]]) -> float | None:
+    """Least-squares slope of value over time, per hour; None with too little data."""
+    if len(points) < 3:
+        return None
+    t0 = points[0][0]
+    xs = [(t - t0).total_seconds() / 3600 for t, _ in points]
+    ys = [v for _, v in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mean_x) ** 2 for x in xs)
+    if var == 0:
+        return None
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+
+
+def trend_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float | None]]:
+    since = now - timedelta(minutes=rule.window_minutes)
+    if rule.metric == "memory_growth" and (rule.process_pattern or rule.watched_id):
+        rows = ProcessSample.objects.filter(host=host, ts__gte=since).select_related("process")
+        series: dict[str, list] = {}
+        for row in rows.order_by("ts"):
+            for subject, value in process_values_for_growth(rule, row):
+                series.setdefault(subject, []).append((row.ts, value))
+        return [(s, _mb(slope_per_hour(points))) for s, points in series.items()]
+    samples = HostSample.objects.filter(host=host, ts__gte=since).order_by("ts")
+    if rule.metric == "memory_growth":
+        points = [(s.ts, s.mem_used) for s in samples if s.mem_used is not None]
+        return [("host", _mb(slope_per_hour(points)))]
+    # disk_will_fill: hours until full at the current rate, per mount
+    usage: dict[str, list] = {}
+    totals: dict[str, int] = {}
+    for s in samples:
+        for d in s.disks:
+            if not rule.mount or d["mount"] == rule.mount:
+                usage.setdefault(d["mount"], []).append((s.ts, d["used"]))
+                totals[d["mount"]] = d["total"]
+    values = []
+    for mount, points in usage.items():
+        slope = slope_per_hour(points)
+        hours = None
+        if slope is not None:
+            hours = (totals[mount] - points[-1][1]) / slope if slope > 0 else float("inf")
+        values.append((f"mount:{mount}", hours))
+    return values
+
+
+def process_values_for_growth(rule: Rule, row: ProcessSample):
+    p = row.process
+    if rule.watched_id and p.watched_id != rule.watched_id:
+        return []
+    if rule.process_pattern and not re.search(rule.process_pattern, f"{p.name} {p.cmdline}"):
+        return []
+    return [] if row.rss is None else [(f"process:{p.pk} {p.name} (pid {p.pid})", row.rss)]
+
+
+def _mb(per_hour: float | None) -> float | None:
+    return None if per_hour is None else per_hour / 2**20
+
+
+def missing_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float]]:
+    fresh = now - host.offline_after()
+    running = Process.objects.filter(
+        host=host, watched=rule.watched_id, exited_at__isnull=True, last_seen__gte=fresh
+    ).count()
+    return [(f"watch:{rule.watched.name}", float(running))]
+
+
+# --- storing decisions ------------------------------------------------------------------
+
+
+def muted(rule: Rule, host: Host, now: datetime) -> bool:
+    silences = Silence.objects.filter(starts__lte=now, ends__gt=now)
+    if any(s.matches(rule, host, now) for s in silences):
+        return True
+    windows = MaintenanceWindow.objects.prefetch_related("hosts", "rules")
+    return any(w.matches(rule, host, now) for w in windows)
+
+
+def apply(rule: Rule, host: Host, subject: str, value, now: datetime) -> Transition | None:
+    current, _ = AlertState.objects.get_or_create(
+        rule=rule, host=host, subject=subject[:300], defaults={"since": now}
+    )
+    decision = advance(rule, current, value, now)
+    current.value = value
+    changed = ["value"]
+    if (decision.state, decision.since, decision.candidate_since) != (
+        current.state,
+        current.since,
+        current.candidate_since,
+    ):
+        current.state, current.since = decision.state, decision.since
+        current.candidate_since = decision.candidate_since
+        changed += ["state", "since", "candidate_since"]
+    if decision.transition is None:
+        current.save(update_fields=changed)
+        return None
+    duration = None
+    if decision.transition == "firing":
+        current.fired_at, current.acknowledged_at, current.acknowledged_by = now, None, None
+        changed += ["fired_at", "acknowledged_at", "acknowledged_by"]
+    if decision.transition == "resolved" and current.fired_at:
+        duration = now - current.fired_at
+    if decision.transition in ("firing", "reminder", "resolved"):
+        current.last_notified = now
+        changed.append("last_notified")
+    current.save(update_fields=changed)
+    return record(rule, host, subject, decision.transition, value, now, duration)
+
+
+def record(rule, host, subject, kind, value, now, duration=None) -> Transition:
+    silenced = kind != "pending" and muted(rule, host, now)
+    transition = Transition.objects.create(
+        rule=rule,
+        host=host,
+        subject=subject[:300],
+        kind=kind,
+        ts=now,
+        value=value,
+        message=render_message(rule, kind, subject, host, value),
+        duration=duration,
+        silenced=silenced,
+    )
+    if kind in ("firing", "resolved"):
+        Event.record(
+            host,
+            "alert_firing" if kind == "firing" else "alert_resolved",
+            transition.message,
+            ts=now,
+            data={"rule": rule.name, "subject": subject, "value": value},
+        )
+    if kind != "pending" and not silenced:
+        channels = rule.channels.filter(enabled=True)
+        Delivery.objects.bulk_create(Delivery(transition=transition, channel=c) for c in channels)
+        if channels:
+            transaction.on_commit(queue_sending)
+    return transition
+
+
+def queue_sending() -> None:
+    from django_q.tasks import async_task
+
+    async_task("alerts.tasks.send_due", task_name="alerts-send")
+
+
+def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -> list[Transition]:
+    """Threshold rules against one new sample of `host`."""
+    now = now or sample.ts
+    rules = [r for r in Rule.objects.filter(enabled=True).exclude(metric__in=SCHEDULED)
+             if r.applies_to(host)]  # fmt: skip
+    if not rules:
+        return []
+    gpus = processes = None
+    transitions = []
+    for rule in rules:
+        scope = rule.scope
+        if scope in ("host", "mount"):
+            values = host_values(rule, sample, host)
+        elif scope == "gpu":
+            if gpus is None:
+                gpus = list(GpuSample.objects.filter(host=host, ts=sample.ts))
+            values = gpu_values(rule, gpus)
+        else:
+            if processes is None:
+                processes = list(
+                    ProcessSample.objects.filter(host=host, ts=sample.ts).select_related("process")
+                )
+            values = process_values(rule, processes)
+            transitions += resolve_gone(rule, host, {s for s, _ in values}, now)
+        with transaction.atomic():
+            for subject, value in values:
+                if (t := apply(rule, host, subject, value, now)) is not None:
+                    transitions.append(t)
+    return transitions
+
+
+def resolve_gone(rule: Rule, host: Host, present: set[str], now: datetime) -> list[Transition]:
+    """A process that is gone cannot stay firing: resolve it (pending ones just end)."""
+    done = []
+    gone = AlertState.objects.filter(rule=rule, host=host).exclude(state=AlertState.OK)
+    for state in gone.exclude(subject__in=present):
+        was_firing = state.state == AlertState.FIRING
+        AlertState.objects.filter(pk=state.pk).update(
+            state=AlertState.OK, since=now, candidate_since=None
+        )
+        if was_firing:
+            duration = now - state.fired_at if state.fired_at else None
+            done.append(record(rule, host, state.subject, "resolved", None, now, duration))
+    return done
+
+
+def evaluate_scheduled(now: datetime | None = None) -> list[Transition]:
+    """Offline, missing-process and trend rules, for every host in their scope."""
+    now = now or timezone.now()
+    transitions = []
+    rules = Rule.objects.filter(enabled=True, metric__in=SCHEDULED).select_related("watched")
+    hosts = list(Host.objects.filter(enabled=True))
+    for rule in rules:
+        for host in hosts:
+            if not rule.applies_to(host):
+                continue
+            if rule.metric == "host_offline":
+                if host.last_seen is None:
+                    continue
+                silent = (now - host.last_seen).total_seconds()
+                values = [("host", silent / max(host.sample_interval, 1))]
+            elif rule.metric == "process_missing":
+                values = missing_values(rule, host, now)
+            else:
+                values = trend_values(rule, host, now)
+            with transaction.atomic():
+                for subject, value in values:
+                    if (t := apply(rule, host, subject, value, now)) is not None:
+                        transitions.append(t)
+    return transitions
+
+
+def after_batch(host: Host, sample: HostSample) -> None:
+    """PTRACKER_AFTER_INGEST hook: called by monitoring.ingest after each stored batch."""
+    evaluate_host(host, sample)
+
+
+def firing_counts(hosts) -> dict[int, int]:
+    from django.db.models import Count
+
+    rows = (
+        AlertState.objects.filter(host__in=hosts, state=AlertState.FIRING)
+        .values("host_id")
+        .annotate(n=Count("id"))
+    )
+    return {r["host_id"]: r["n"] for r in rows}

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from alerts import views
+
+urlpatterns = [
+    path("alerts/", views.alerts, name="alerts"),
+    path("alerts/<int:state_id>/acknowledge", views.acknowledge, name="alert-acknowledge"),
+]
