@@ -262,7 +262,9 @@ def record(rule, host, subject, kind, value, now, duration=None) -> Transition:
         )
     if kind != "pending" and not silenced:
         channels = rule.channels.filter(enabled=True)
-        Delivery.objects.bulk_create(Delivery(transition=transition, channel=c) for c in channels)
+        Delivery.objects.bulk_create(
+            Delivery(transition=transition, channel=c, next_try=now) for c in channels
+        )
         if channels:
             transaction.on_commit(queue_sending)
     return transition
