@@ -1,6 +1,5 @@
 """From samples to notifications: transitions, deliveries, retries, silences."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -184,6 +183,5 @@ def test_unknown_values_do_not_resolve(host, cpu_rule):
 
 
 def test_evaluation_is_quick_when_there_are_no_rules(host, django_assert_max_num_queries):
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(12):  # the hook adds one query: the enabled rules
         sample(host, 0, 50.0)
-    assert time.monotonic() > 0
