@@ -51,7 +51,10 @@ def store(host: Host, batch: Batch) -> HostSample:
     for name, value in update.items():
         setattr(host, name, value)
     for hook in after_ingest_hooks():
-        hook(host, sample)
+        try:
+            hook(host, sample)
+        except Exception:  # the sample is stored; a failing hook must not say otherwise
+            log.exception("after-ingest hook %s failed", getattr(hook, "__qualname__", hook))
     return sample
 
 

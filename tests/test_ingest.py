@@ -142,3 +142,20 @@ def test_a_disabled_watch_reports_no_exits(host, nginx_watch):
     WatchedProcess.objects.filter(pk=nginx_watch.pk).update(enabled=False)
     ingest.store(host, batch(T0 + timedelta(seconds=5), []))
     assert not Event.objects.exists()
+
+
+def test_a_failing_after_ingest_hook_loses_nothing(host, settings, caplog):
+    from monitoring.ingest import after_ingest_hooks
+
+    settings.PTRACKER_AFTER_INGEST = ["tests.test_ingest.broken_hook"]
+    after_ingest_hooks.cache_clear()
+    try:
+        sample = ingest.store(host, batch(T0, [proc(1)]))
+    finally:
+        after_ingest_hooks.cache_clear()
+    assert HostSample.objects.get() == sample
+    assert "after-ingest hook broken_hook failed" in caplog.text
+
+
+def broken_hook(host, sample):
+    raise RuntimeError("bug in a hook")
