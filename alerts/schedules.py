@@ -1,4 +1,4 @@
-from django_q.models import Schedule
+from monitoring.schedules import ensure_schedules as ensure
 
 SCHEDULES = {
     # offline, missing-process and trend rules; threshold rules run after each batch
@@ -9,13 +9,4 @@ SCHEDULES = {
 
 
 def ensure_schedules() -> None:
-    for name, (func, minutes) in SCHEDULES.items():
-        Schedule.objects.update_or_create(
-            name=name,
-            defaults={
-                "func": func,
-                "schedule_type": Schedule.MINUTES,
-                "minutes": minutes,
-                "repeats": -1,
-            },
-        )
+    ensure(SCHEDULES)

@@ -11,8 +11,9 @@ SCHEDULES = {
 }
 
 
-def ensure_schedules() -> None:
-    for name, (func, minutes) in SCHEDULES.items():
+def ensure_schedules(schedules: dict = SCHEDULES) -> None:
+    """Create or correct the named minute schedules (other apps pass their own)."""
+    for name, (func, minutes) in schedules.items():
         Schedule.objects.update_or_create(
             name=name,
             defaults={
