@@ -106,10 +106,21 @@ def _identities(host: Host, batch: Batch) -> dict[tuple[int, datetime], Process]
     if known:
         Process.objects.filter(pk__in=[p.pk for p in known.values()]).update(last_seen=batch.ts)
     for key, process in known.items():
-        # A watch added or removed since the identity was first stored.
-        if process.watched_id != rows[key].watched_id:
-            process.watched_id = rows[key].watched_id
-            process.save(update_fields=["watched"])
+        row = rows[key]
+        # A watch added or removed since the identity was first stored, or a process
+        # that exec'd another program (same pid and create time, new name and command).
+        changed = {
+            "watched_id": row.watched_id,
+            "name": row.name[:255],
+            "exe": row.exe,
+            "cmdline": row.cmdline,
+            "username": row.username[:100],
+        }
+        changed = {f: v for f, v in changed.items() if getattr(process, f) != v}
+        if changed:
+            for f, v in changed.items():
+                setattr(process, f, v)
+            process.save(update_fields=[f.removesuffix("_id") for f in changed])
     new = [
         Process(
             host=host,

@@ -59,10 +59,13 @@ class Selection:
 def select(host: Host, at=None, q="", user="", pid="", sort="-cpu") -> Selection:
     """The processes of the last sample at or before `at` (default: the newest).
 
+    `at` counts to the millisecond, as browsers and epoch-ms clients give it, while
+    samples are stored to the microsecond: a sample inside `at`'s millisecond counts.
+
     Raises FilterError naming the parameter for a bad regex, pid or sort key."""
     samples = HostSample.objects.filter(host=host)
     if at is not None:
-        samples = samples.filter(ts__lte=at)
+        samples = samples.filter(ts__lt=at + timedelta(milliseconds=1))
     ts = samples.order_by("-ts").values_list("ts", flat=True).first()
     rows = ProcessSample.objects.filter(host=host, ts=ts).select_related("process")
     if q:

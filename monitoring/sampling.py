@@ -87,6 +87,7 @@ class ProcessRow:
     write_bps: float | None
     gpu_memory: int | None
     watched_id: int | None = None
+    on_gpu: bool = False  # listed by NVML, even when it cannot say how much memory
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class StaticInfo:
+    name: str  # the name these were read under: a new name means the process exec'd
     cmdline: str
     exe: str
     username: str
@@ -143,7 +145,9 @@ class Sampler:
         disks = self.run_collector("disks")
         network = self.run_collector("network")
         gpus = self.run_collector("gpu") or []
-        procs = self.run_collector("processes", self.static)
+        procs = self.run_collector(
+            "processes", {ident: info.name for ident, info in self.static.items()}
+        )
         now_procs = time.monotonic()
 
         host: dict = {}
@@ -167,15 +171,17 @@ class Sampler:
             host.update(self._network(network, now))
 
         gpu_memory_by_pid: dict[int, int] = {}
+        on_gpu: set[int] = set()
         for gpu in gpus:
             for p in gpu.processes:
+                on_gpu.add(p.pid)
                 if p.gpu_memory is not None:
                     gpu_memory_by_pid[p.pid] = gpu_memory_by_pid.get(p.pid, 0) + p.gpu_memory
 
         batch = Batch(ts=ts, host=host, gpus=[self._gpu(g) for g in gpus])
         if procs is not None:
             mem_total = system.mem_total if system is not None else None
-            self._processes(batch, procs, now_procs, mem_total, gpu_memory_by_pid)
+            self._processes(batch, procs, now_procs, mem_total, gpu_memory_by_pid, on_gpu)
         if system is not None:
             batch.inventory = {
                 "hostname": self.platform.hostname,
@@ -250,6 +256,7 @@ class Sampler:
         now: float,
         mem_total: int | None,
         gpu_memory_by_pid: dict[int, int],
+        on_gpu: set[int],
     ) -> None:
         alive = set()
         rows = []
@@ -257,11 +264,14 @@ class Sampler:
         for r in readings:
             ident = r.identity
             alive.add(ident)
-            if r.cmdline is not None:  # first sight of this identity
+            if r.cmdline is not None:  # first sight of this identity, or it exec'd
                 self.static[ident] = StaticInfo(
-                    cmdline=" ".join(r.cmdline), exe=r.exe or "", username=r.username or ""
+                    name=r.name,
+                    cmdline=" ".join(r.cmdline),
+                    exe=r.exe or "",
+                    username=r.username or "",
                 )
-            static = self.static.get(ident) or StaticInfo("", "", "")
+            static = self.static.get(ident) or StaticInfo(r.name, "", "", "")
             cpu_rate = self.proc_counters.rate((ident, "cpu"), r.cpu_seconds, now)
             threads_total += r.threads or 0
             row = ProcessRow(
@@ -281,6 +291,7 @@ class Sampler:
                 read_bps=self.proc_counters.rate((ident, "read"), r.read_bytes, now),
                 write_bps=self.proc_counters.rate((ident, "write"), r.write_bytes, now),
                 gpu_memory=gpu_memory_by_pid.get(r.pid),
+                on_gpu=r.pid in on_gpu,
             )
             for watch in self.watches:
                 if watch.matches(row.name, row.cmdline, row.exe):
@@ -306,5 +317,5 @@ def select(rows: list[ProcessRow], top_n: int) -> set[int]:
     by_cpu = sorted(busy, key=lambda r: r.cpu_percent, reverse=True)[:top_n]
     by_rss = sorted(rows, key=lambda r: r.rss or 0, reverse=True)[:top_n]
     keep = {id(r) for r in by_cpu} | {id(r) for r in by_rss}
-    keep |= {id(r) for r in rows if r.watched_id is not None or r.gpu_memory}
+    keep |= {id(r) for r in rows if r.watched_id is not None or r.gpu_memory or r.on_gpu}
     return keep

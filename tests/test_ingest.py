@@ -53,6 +53,19 @@ def test_it_keeps_one_identity_per_pid_and_create_time(host):
     assert identities[1].samples.count() == 1
 
 
+def test_a_process_that_execs_another_program_keeps_its_identity_with_the_new_command(host):
+    ingest.store(host, batch(T0, [proc(10, name="sh", cmdline="sh -c 'exec server'")]))
+    later = T0 + timedelta(seconds=5)
+    ingest.store(host, batch(later, [proc(10, name="server", cmdline="server --port 80")]))
+    process = Process.objects.get()
+    assert (process.name, process.cmdline, process.last_seen) == (
+        "server",
+        "server --port 80",
+        later,
+    )
+    assert process.samples.count() == 2
+
+
 def test_a_failed_write_stores_nothing_of_the_batch(host):
     bad = batch(T0, [proc(10)], mem_total=None)
     bad.processes.append(proc(11, status="x" * 12))

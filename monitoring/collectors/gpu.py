@@ -57,13 +57,21 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _field_errors(nvml) -> tuple[type[Exception], ...]:
+    # The unversioned process listers raise NVMLLibraryMismatchError, which is not an
+    # NVMLError, on drivers that lack the _v3 functions: a missing reading, not a dead GPU.
+    mismatch = getattr(nvml, "NVMLLibraryMismatchError", None)
+    return (nvml.NVMLError, mismatch) if mismatch else (nvml.NVMLError,)
+
+
 def read_device(nvml, index: int) -> GpuReading:
     handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    errors = _field_errors(nvml)
 
     def field(read, default=None):
         try:
             return read()
-        except nvml.NVMLError:
+        except errors:
             return default
 
     util = field(lambda: nvml.nvmlDeviceGetUtilizationRates(handle))

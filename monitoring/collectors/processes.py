@@ -1,11 +1,12 @@
 """Every process on the machine: identity, cumulative counters, memory.
 
 A process is identified by (pid, create_time): pids are reused. The fields that
-never change for one identity (cmdline, exe, username) cost a /proc read each, so
-they are read only for identities the caller does not already know.
+rarely change for one identity (cmdline, exe, username) cost a /proc read each, so
+they are read only for identities the caller does not already know, or whose name
+changed since: exec keeps the pid and create time but replaces the program.
 """
 
-from collections.abc import Container
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psutil
@@ -26,7 +27,7 @@ class ProcessReading:
     threads: int | None
     read_bytes: int | None  # cumulative, storage I/O
     write_bytes: int | None
-    # Static fields: None when the identity was in `known` (the caller has them).
+    # Static fields: None when the identity was in `known` under the same name.
     cmdline: tuple[str, ...] | None = None
     exe: str | None = None
     username: str | None = None
@@ -48,8 +49,10 @@ def _field(read, default=None):
         return default
 
 
-def read_process(proc: psutil.Process, known: Container[Identity]) -> ProcessReading | None:
-    """One process, field by field; None if it vanished before we could name it."""
+def read_process(proc: psutil.Process, known: Mapping[Identity, str]) -> ProcessReading | None:
+    """One process, field by field; None if it vanished before we could name it.
+
+    `known` maps the identities whose static fields the caller has to their name."""
     try:
         with proc.oneshot():
             create_time = proc.create_time()
@@ -57,7 +60,7 @@ def read_process(proc: psutil.Process, known: Container[Identity]) -> ProcessRea
             cpu = _field(proc.cpu_times)
             mem = _field(proc.memory_info)
             io = _field(proc.io_counters)
-            is_new = (proc.pid, create_time) not in known
+            is_new = known.get((proc.pid, create_time)) != name
             cmdline = exe = username = None
             if is_new:
                 cmdline = _field(lambda: tuple(proc.cmdline()), ())
@@ -85,7 +88,8 @@ def read_process(proc: psutil.Process, known: Container[Identity]) -> ProcessRea
         return None  # not even name/create_time: nothing to identify it by
 
 
-def collect(known: Container[Identity] = ()) -> list[ProcessReading]:
+def collect(known: Mapping[Identity, str] | None = None) -> list[ProcessReading]:
+    known = known or {}
     readings = []
     for proc in psutil.process_iter():
         reading = read_process(proc, known)

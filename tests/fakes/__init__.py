@@ -1,0 +1,1 @@
+"""Stand-ins for libraries that need hardware we do not always have."""
