@@ -28,7 +28,9 @@ PT.charts = (function () {
         position: i === 0 ? "left" : "right",
         beginAtZero: true,
         suggestedMax: units[axis] === "%" ? 100 : undefined,
-        ticks: { color: colors.text, callback: function (v) { return PT.format(v, units[axis]); } },
+        // Whole bytes: an idle disk's 0–1 B/s axis must not read "0 B/s, 0 B/s, 1 B/s".
+        ticks: { color: colors.text, precision: units[axis].indexOf("bytes") === 0 ? 0 : undefined,
+          callback: function (v) { return PT.format(v, units[axis]); } },
         grid: { color: colors.grid, drawOnChartArea: i === 0 },
       };
     });
@@ -63,7 +65,7 @@ PT.charts = (function () {
         onClick: function (event, elements, chart) {
           if (!handlers.onPick || !elements.length) return;
           const point = chart.data.datasets[elements[0].datasetIndex].data[elements[0].index];
-          handlers.onPick(point.x);
+          handlers.onPick(point.at !== undefined ? point.at : point.x);
         },
       },
     });
@@ -71,12 +73,13 @@ PT.charts = (function () {
     return chart;
   }
 
-  // Put the API's series on a chart (by metric name).
-  function fill(chart, series, from, to) {
-    const byMetric = {};
+  // Put the API's series on a chart (by metric name). A point sits at the start of
+  // its step and stands for the samples inside it: a click picks the step's last one.
+  function fill(chart, series, from, to, step) {
+    const byMetric = {}, span = (step || 0) * 1000;
     series.forEach(function (s) { byMetric[s.metric] = s.points; });
     chart.data.datasets.forEach(function (d) {
-      d.data = (byMetric[d.metric] || []).map(function (p) { return { x: p[0], y: p[1] }; });
+      d.data = (byMetric[d.metric] || []).map(function (p) { return { x: p[0], y: p[1], at: p[0] + Math.max(span - 1, 0) }; });
     });
     // Set the axis directly: the zoom plugin's resetZoom() would report a zoom of its
     // own, and the page would take it for the user's and load again, forever.

@@ -30,6 +30,14 @@ window.PT = (function () {
     return m ? m + " min" : Math.floor(seconds) + " s";
   }
 
+  // A chart step in seconds, as a reader says it: "30 s", "1.5 min", "2 h".
+  function step(seconds) {
+    function round(v) { return String(Math.round(v * 10) / 10); }
+    if (seconds >= 3600) return round(seconds / 3600) + " h";
+    if (seconds >= 60) return round(seconds / 60) + " min";
+    return round(seconds) + " s";
+  }
+
   function relative(date) {
     const s = Math.round((Date.now() - date.getTime()) / 1000);
     if (s < 5) return "just now";
@@ -112,5 +120,5 @@ window.PT = (function () {
     }, 5000);
   });
 
-  return { bytes, format, duration, relative, localTimes, tagTimeZone, live, showState };
+  return { bytes, format, duration, step, relative, localTimes, tagTimeZone, live, showState };
 })();

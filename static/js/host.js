@@ -56,9 +56,8 @@ document.addEventListener("DOMContentLoaded", function () {
     setDownloads(from, to);
     try {
       const data = await PT.charts.fetchSeries(page.timeseries, allMetrics, from, to);
-      charts.forEach(function (chart) { PT.charts.fill(chart, data.series, from, to); });
-      const res = data.step >= 3600 ? (data.step / 3600) + " h" : data.step >= 60 ? (data.step / 60) + " min" : data.step + " s";
-      info.textContent = "one point per " + res + (data.resolution >= 60 ? " (from " + (data.resolution === 60 ? "1-minute" : "1-hour") + " rollups)" : "");
+      charts.forEach(function (chart) { PT.charts.fill(chart, data.series, from, to, data.step); });
+      info.textContent = "one point per " + PT.step(data.step) + (data.resolution >= 60 ? " (from " + (data.resolution === 60 ? "1-minute" : "1-hour") + " rollups)" : "");
     } catch (error) {
       info.textContent = String(error.message || error);
     }
@@ -68,6 +67,7 @@ document.addEventListener("DOMContentLoaded", function () {
     mode = "live"; range = null; setActive("live");
     document.getElementById("chart-cores").hidden = false;
     const now = Date.now();
+    PT.charts.fill(cores, [], now - LIVE_WINDOW, now);  // the live window, empty until samples come
     load(now - LIVE_WINDOW, now).then(function () { info.textContent = "live, last 10 minutes"; });
   }
 

@@ -25,8 +25,8 @@ document.addEventListener("DOMContentLoaded", function () {
     info.textContent = "loading…";
     try {
       const data = await PT.charts.fetchSeries(page.timeseries, metrics, from, to);
-      charts.forEach(function (chart) { PT.charts.fill(chart, data.series, from, to); });
-      info.textContent = "one point per " + data.step + " s";
+      charts.forEach(function (chart) { PT.charts.fill(chart, data.series, from, to, data.step); });
+      info.textContent = "one point per " + PT.step(data.step);
     } catch (error) {
       info.textContent = String(error.message || error);
     }
