@@ -8,7 +8,6 @@ iterator to the end into memory before sending a byte.
 
 import csv
 import io
-import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -159,12 +158,25 @@ def render(fmt: str, columns: list[str], source: Iterator) -> Iterator[str]:
         yield "]\n"
 
 
-async def stream(chunks: Iterator[str], lines_per_step: int = 500) -> AsyncIterator[bytes]:
-    """Pull the sync generator forward in a worker thread, a few hundred rows at a time.
+def _take(chunks: Iterator[str], max_parts: int, max_chars: int) -> list[str]:
+    parts, size = [], 0
+    for part in chunks:
+        parts.append(part)
+        size += len(part)
+        if len(parts) >= max_parts or size >= max_chars:
+            break
+    return parts
+
+
+async def stream(
+    chunks: Iterator[str], max_parts: int = 500, max_chars: int = 256 * 1024
+) -> AsyncIterator[bytes]:
+    """Pull the sync generator forward in a worker thread, up to a few hundred pieces
+    or 256 KiB at a time (CSV pieces are 64 KiB each, JSON pieces one row).
 
     thread_sensitive keeps every step on one thread, so the database cursor that the
     rows come from stays on the connection that opened it."""
-    step = sync_to_async(lambda: list(itertools.islice(chunks, lines_per_step)))
+    step = sync_to_async(lambda: _take(chunks, max_parts, max_chars))
     while True:
         parts = await step()
         if not parts:

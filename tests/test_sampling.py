@@ -102,7 +102,8 @@ def test_sampler_measures_a_busy_child_and_sums_the_rest():
         child.wait()
     rows = {r.pid: r for r in batch.processes}
     assert child.pid in rows
-    assert 50 <= rows[child.pid].cpu_percent <= 105  # one busy core
+    # One spinning core; under a loaded CI runner it gets less of one, never none.
+    assert 20 <= rows[child.pid].cpu_percent <= 105
     assert rows[child.pid].cmdline == f"{sys.executable} -c while True: pass"
     assert len(batch.processes) <= 3 + 3
     # Other programs may start or end processes meanwhile: bracket the count.

@@ -31,7 +31,10 @@ def test_a_cpu_hog_fires_once_and_resolves_when_it_ends(receiver, webhook):
         name="cpu hog",
         metric="process_cpu_percent",
         operator=">",
-        threshold=50,
+        # A hog gets a full core on an idle machine and less on a busy CI runner: the
+        # recovery threshold keeps a starved tick from resolving it before it ends.
+        threshold=30,
+        recovery_threshold=5,
         for_seconds=2,
         process_pattern="ptracker-e2e-hog",
         severity="critical",
@@ -52,7 +55,7 @@ def test_a_cpu_hog_fires_once_and_resolves_when_it_ends(receiver, webhook):
         started = time.monotonic()
         firing = receiver.json(0)
         assert firing["state"] == "firing" and firing["rule"] == "cpu hog"
-        assert firing["value"] > 50 and "ptracker-e2e-hog" not in firing["message"]
+        assert firing["value"] > 30 and "ptracker-e2e-hog" not in firing["message"]
         time.sleep(2)
         assert len(receiver.requests) == 1  # one message, not one per sample
         hog.kill()
