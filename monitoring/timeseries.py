@@ -257,3 +257,22 @@ def query(
             {"metric": s.name, "label": s.metric.label, "unit": s.metric.unit, "points": points}
         )
     return {"resolution": tier or host.sample_interval, "step": step, "series": series}
+
+
+def summarize(host: Host, metrics: list[str], start: datetime, end: datetime) -> dict:
+    """{metric: {"avg", "min", "max"} or None} over [start, end) in one pass.
+
+    Reads hour rollups up to their watermark, then minutes, then raw samples, so a
+    month costs some 700 rows per metric. Buckets are whole hours: give a start on
+    an hour boundary for an exact answer.
+    """
+    parsed = [parse_metric(m) for m in metrics]
+    stats = {s.name: Stats() for s in parsed}
+    for _, name, avg, low, high, n in _rows(host, parsed, start, end, Rollup.HOUR):
+        stats[name].add(avg, weight=n, low=low, high=high)
+    summary = {}
+    for name, s in stats.items():
+        result = s.result(0)
+        summary[name] = dict(zip(AGGREGATES, result[:3], strict=True)) if result else None
+    return summary
+

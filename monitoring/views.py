@@ -78,22 +78,14 @@ def summaries(host: Host, now: datetime) -> list[dict]:
         ("This week", today - timedelta(days=today.weekday())),
         ("This month", today.replace(day=1)),
     ]
-    metrics = ["cpu_percent", "mem_used"]
     rows = []
     for label, start in periods:
-        step = max(int((now - start).total_seconds()), 1)
-        values = {}
-        for agg in ("avg", "max"):
-            result = timeseries.query(host, metrics, start, now, agg=agg, step=step, now=now)
-            for series in result["series"]:
-                points = [p[1] for p in series["points"] if p[1] is not None]
-                if not points:
-                    values[(series["metric"], agg)] = None
-                elif agg == "avg":
-                    values[(series["metric"], agg)] = sum(points) / len(points)
-                else:
-                    values[(series["metric"], agg)] = max(points)
-        rows.append({"label": label, **{f"{m}_{a}": v for (m, a), v in values.items()}})
+        summary = timeseries.summarize(host, ["cpu_percent", "mem_used"], start, now)
+        row = {"label": label}
+        for metric, values in summary.items():
+            row[f"{metric}_avg"] = values["avg"] if values else None
+            row[f"{metric}_max"] = values["max"] if values else None
+        rows.append(row)
     return rows
 
 

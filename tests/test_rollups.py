@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.db import DatabaseError, connection
 
-from monitoring import rollups
+from monitoring import rollups, timeseries
 from monitoring.models import (
     GpuSample,
     HostSample,
@@ -147,3 +147,25 @@ def test_gpus_and_watched_processes_get_their_own_series(host):
     assert series == {"host", "gpu:1", f"process:{watched.pk}"}
     gpu = Rollup.objects.get(series="gpu:1")
     assert gpu.values["utilization"] == [5.5, 0.0, 11.0, 11.0]
+
+
+def test_a_summary_over_hours_minutes_and_raw_rows_equals_the_raw_statistics(host):
+    """The host page's today/week/month summaries read hour rollups, then minute
+    rollups, then raw rows past the watermarks: together they must count each sample
+    once, as the raw rows alone do."""
+    raw = seed(host, minutes=150, every=10)
+    start, end = T0, T0 + timedelta(minutes=150)
+    want = {
+        field: {
+            "avg": pytest.approx(statistics.fmean(getattr(r, field) for r in raw)),
+            "min": min(getattr(r, field) for r in raw),
+            "max": max(getattr(r, field) for r in raw),
+        }
+        for field in ("cpu_percent", "mem_used")
+    }
+    assert timeseries.summarize(host, ["cpu_percent", "mem_used"], start, end) == want
+    now = T0 + timedelta(minutes=130)  # hours 0-1 rolled up, minutes to 2:09, raw after
+    rollups.roll_up_host(host, Rollup.MINUTE, now=now)
+    rollups.roll_up_host(host, Rollup.HOUR, now=now)
+    assert Rollup.objects.filter(resolution=Rollup.HOUR).count() == 2
+    assert timeseries.summarize(host, ["cpu_percent", "mem_used"], start, end) == want
