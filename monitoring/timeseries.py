@@ -275,4 +275,3 @@ def summarize(host: Host, metrics: list[str], start: datetime, end: datetime) ->
         result = s.result(0)
         summary[name] = dict(zip(AGGREGATES, result[:3], strict=True)) if result else None
     return summary
-
