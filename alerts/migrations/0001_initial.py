@@ -7,136 +7,402 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('monitoring', '0004_alter_event_kind'),
+        ("monitoring", "0004_alter_event_kind"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Channel',
+            name="Channel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('kind', models.CharField(choices=[('webhook', 'Generic webhook'), ('slack', 'Slack'), ('discord', 'Discord'), ('teams', 'Microsoft Teams'), ('telegram', 'Telegram'), ('email', 'Email'), ('dingtalk', 'DingTalk'), ('wecom', 'WeCom'), ('feishu', 'Feishu / Lark'), ('ntfy', 'ntfy'), ('pagerduty', 'PagerDuty Events v2')], max_length=20)),
-                ('config', models.JSONField(blank=True, default=dict, help_text='webhook: url, method (POST), headers {}, body (a template; default: the alert as JSON). slack/discord/teams/dingtalk/wecom/feishu: url. telegram: bot_token, chat_id. email: to (a list). ntfy: url (https://ntfy.sh/your-topic), token. pagerduty: routing_key.')),
-                ('enabled', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("webhook", "Generic webhook"),
+                            ("slack", "Slack"),
+                            ("discord", "Discord"),
+                            ("teams", "Microsoft Teams"),
+                            ("telegram", "Telegram"),
+                            ("email", "Email"),
+                            ("dingtalk", "DingTalk"),
+                            ("wecom", "WeCom"),
+                            ("feishu", "Feishu / Lark"),
+                            ("ntfy", "ntfy"),
+                            ("pagerduty", "PagerDuty Events v2"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "config",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="webhook: url, method (POST), headers {}, body (a template; default: the alert as JSON). slack/discord/teams/dingtalk/wecom/feishu: url. telegram: bot_token, chat_id. email: to (a list). ntfy: url (https://ntfy.sh/your-topic), token. pagerduty: routing_key.",
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Rule',
+            name="Rule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('metric', models.CharField(choices=[('cpu_percent', 'Host CPU %'), ('mem_percent', 'Host memory %'), ('swap_percent', 'Host swap %'), ('load_per_core', 'Load (1 min) per core'), ('disk_percent', 'Disk used % (per mount)'), ('disk_read_bps', 'Disk read, bytes/s'), ('disk_write_bps', 'Disk write, bytes/s'), ('net_rx_bps', 'Network in, bytes/s'), ('net_tx_bps', 'Network out, bytes/s'), ('process_count', 'Number of processes'), ('gpu_utilization', 'GPU utilization %'), ('gpu_memory_percent', 'GPU memory %'), ('gpu_temperature', 'GPU temperature, °C'), ('process_cpu_percent', 'Process CPU % (of one core)'), ('process_rss', 'Process memory (RSS), bytes'), ('process_threads', 'Process threads'), ('process_gpu_memory', 'Process GPU memory, bytes'), ('host_offline', 'Host offline (no sample for N intervals)'), ('process_missing', 'Watched process not running'), ('memory_growth', 'Memory grows faster than N MB per hour'), ('disk_will_fill', 'Disk full within N hours (linear trend)')], max_length=30)),
-                ('operator', models.CharField(choices=[('>', '>'), ('>=', '>='), ('<', '<'), ('<=', '<=')], default='>', max_length=2)),
-                ('threshold', models.FloatField(blank=True, null=True)),
-                ('for_seconds', models.PositiveIntegerField(default=60, help_text='The condition must hold this long before the alert fires.')),
-                ('recovery_threshold', models.FloatField(blank=True, help_text='Resolve only past this value (hysteresis); empty: the threshold itself.', null=True)),
-                ('recovery_seconds', models.PositiveIntegerField(default=0, help_text='The recovery must hold this long before the alert resolves.')),
-                ('window_minutes', models.PositiveIntegerField(default=60, help_text='memory growth and disk-fill rules: the trend window.')),
-                ('host_labels', models.JSONField(blank=True, default=dict, help_text='Only hosts with these labels: {"env": "prod"}')),
-                ('process_pattern', models.CharField(blank=True, help_text='Process rules: regex on the name or command line (empty: any stored process).', max_length=300)),
-                ('mount', models.CharField(blank=True, help_text='Disk rules: one mount point.', max_length=300)),
-                ('severity', models.CharField(choices=[('info', 'info'), ('warning', 'warning'), ('critical', 'critical')], default='warning', max_length=10)),
-                ('repeat_minutes', models.PositiveIntegerField(default=0, help_text='Remind every N minutes while firing and not acknowledged (0: never).')),
-                ('message', models.TextField(blank=True, help_text='Optional template: {{ rule }}, {{ subject }}, {{ value }}, {{ state }}, {{ host }}, {{ severity }}.')),
-                ('channels', models.ManyToManyField(blank=True, to='alerts.channel')),
-                ('hosts', models.ManyToManyField(blank=True, help_text='Empty: every host.', to='monitoring.host')),
-                ('watched', models.ForeignKey(blank=True, help_text='Process rules: only processes of this watch. Required for process_missing.', null=True, on_delete=django.db.models.deletion.CASCADE, to='monitoring.watchedprocess')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "metric",
+                    models.CharField(
+                        choices=[
+                            ("cpu_percent", "Host CPU %"),
+                            ("mem_percent", "Host memory %"),
+                            ("swap_percent", "Host swap %"),
+                            ("load_per_core", "Load (1 min) per core"),
+                            ("disk_percent", "Disk used % (per mount)"),
+                            ("disk_read_bps", "Disk read, bytes/s"),
+                            ("disk_write_bps", "Disk write, bytes/s"),
+                            ("net_rx_bps", "Network in, bytes/s"),
+                            ("net_tx_bps", "Network out, bytes/s"),
+                            ("process_count", "Number of processes"),
+                            ("gpu_utilization", "GPU utilization %"),
+                            ("gpu_memory_percent", "GPU memory %"),
+                            ("gpu_temperature", "GPU temperature, °C"),
+                            ("process_cpu_percent", "Process CPU % (of one core)"),
+                            ("process_rss", "Process memory (RSS), bytes"),
+                            ("process_threads", "Process threads"),
+                            ("process_gpu_memory", "Process GPU memory, bytes"),
+                            ("host_offline", "Host offline (no sample for N intervals)"),
+                            ("process_missing", "Watched process not running"),
+                            ("memory_growth", "Memory grows faster than N MB per hour"),
+                            ("disk_will_fill", "Disk full within N hours (linear trend)"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "operator",
+                    models.CharField(
+                        choices=[(">", ">"), (">=", ">="), ("<", "<"), ("<=", "<=")],
+                        default=">",
+                        max_length=2,
+                    ),
+                ),
+                ("threshold", models.FloatField(blank=True, null=True)),
+                (
+                    "for_seconds",
+                    models.PositiveIntegerField(
+                        default=60,
+                        help_text="The condition must hold this long before the alert fires.",
+                    ),
+                ),
+                (
+                    "recovery_threshold",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Resolve only past this value (hysteresis); empty: the threshold itself.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "recovery_seconds",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="The recovery must hold this long before the alert resolves.",
+                    ),
+                ),
+                (
+                    "window_minutes",
+                    models.PositiveIntegerField(
+                        default=60, help_text="memory growth and disk-fill rules: the trend window."
+                    ),
+                ),
+                (
+                    "host_labels",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Only hosts with these labels: {"env": "prod"}',
+                    ),
+                ),
+                (
+                    "process_pattern",
+                    models.CharField(
+                        blank=True,
+                        help_text="Process rules: regex on the name or command line (empty: any stored process).",
+                        max_length=300,
+                    ),
+                ),
+                (
+                    "mount",
+                    models.CharField(
+                        blank=True, help_text="Disk rules: one mount point.", max_length=300
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[
+                            ("info", "info"),
+                            ("warning", "warning"),
+                            ("critical", "critical"),
+                        ],
+                        default="warning",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "repeat_minutes",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Remind every N minutes while firing and not acknowledged (0: never).",
+                    ),
+                ),
+                (
+                    "message",
+                    models.TextField(
+                        blank=True,
+                        help_text="Optional template: {{ rule }}, {{ subject }}, {{ value }}, {{ state }}, {{ host }}, {{ severity }}.",
+                    ),
+                ),
+                ("channels", models.ManyToManyField(blank=True, to="alerts.channel")),
+                (
+                    "hosts",
+                    models.ManyToManyField(
+                        blank=True, help_text="Empty: every host.", to="monitoring.host"
+                    ),
+                ),
+                (
+                    "watched",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Process rules: only processes of this watch. Required for process_missing.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="monitoring.watchedprocess",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='MaintenanceWindow',
+            name="MaintenanceWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('weekdays', models.CharField(default='0123456', help_text='0 = Monday … 6 = Sunday, e.g. 5 for Saturdays', max_length=20)),
-                ('start_time', models.TimeField(help_text='UTC')),
-                ('duration_minutes', models.PositiveIntegerField()),
-                ('hosts', models.ManyToManyField(blank=True, help_text='Empty: every host.', to='monitoring.host')),
-                ('rules', models.ManyToManyField(blank=True, help_text='Empty: every rule.', to='alerts.rule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "weekdays",
+                    models.CharField(
+                        default="0123456",
+                        help_text="0 = Monday … 6 = Sunday, e.g. 5 for Saturdays",
+                        max_length=20,
+                    ),
+                ),
+                ("start_time", models.TimeField(help_text="UTC")),
+                ("duration_minutes", models.PositiveIntegerField()),
+                (
+                    "hosts",
+                    models.ManyToManyField(
+                        blank=True, help_text="Empty: every host.", to="monitoring.host"
+                    ),
+                ),
+                (
+                    "rules",
+                    models.ManyToManyField(
+                        blank=True, help_text="Empty: every rule.", to="alerts.rule"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Silence',
+            name="Silence",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('host_label', models.CharField(blank=True, help_text='key=value', max_length=200)),
-                ('starts', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ends', models.DateTimeField()),
-                ('comment', models.CharField(blank=True, max_length=300)),
-                ('host', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='monitoring.host')),
-                ('rule', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='alerts.rule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("host_label", models.CharField(blank=True, help_text="key=value", max_length=200)),
+                ("starts", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ends", models.DateTimeField()),
+                ("comment", models.CharField(blank=True, max_length=300)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="monitoring.host",
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="alerts.rule",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Transition',
+            name="Transition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject', models.CharField(max_length=300)),
-                ('kind', models.CharField(choices=[('pending', 'pending'), ('firing', 'firing'), ('reminder', 'still firing'), ('resolved', 'resolved')], max_length=10)),
-                ('ts', models.DateTimeField(default=django.utils.timezone.now)),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('message', models.TextField()),
-                ('duration', models.DurationField(blank=True, null=True)),
-                ('silenced', models.BooleanField(default=False)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='monitoring.host')),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='alerts.rule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("subject", models.CharField(max_length=300)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("pending", "pending"),
+                            ("firing", "firing"),
+                            ("reminder", "still firing"),
+                            ("resolved", "resolved"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("ts", models.DateTimeField(default=django.utils.timezone.now)),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("message", models.TextField()),
+                ("duration", models.DurationField(blank=True, null=True)),
+                ("silenced", models.BooleanField(default=False)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="monitoring.host"
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transitions",
+                        to="alerts.rule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-ts'],
+                "ordering": ["-ts"],
             },
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(default='pending', max_length=10)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('next_try', models.DateTimeField(default=django.utils.timezone.now)),
-                ('error', models.TextField(blank=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='alerts.channel')),
-                ('transition', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='alerts.transition')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("status", models.CharField(default="pending", max_length=10)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("next_try", models.DateTimeField(default=django.utils.timezone.now)),
+                ("error", models.TextField(blank=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="alerts.channel"
+                    ),
+                ),
+                (
+                    "transition",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="alerts.transition",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AlertState',
+            name="AlertState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject', models.CharField(max_length=300)),
-                ('state', models.CharField(default='ok', max_length=10)),
-                ('since', models.DateTimeField(default=django.utils.timezone.now)),
-                ('candidate_since', models.DateTimeField(blank=True, null=True)),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('fired_at', models.DateTimeField(blank=True, null=True)),
-                ('last_notified', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='monitoring.host')),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='states', to='alerts.rule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("subject", models.CharField(max_length=300)),
+                ("state", models.CharField(default="ok", max_length=10)),
+                ("since", models.DateTimeField(default=django.utils.timezone.now)),
+                ("candidate_since", models.DateTimeField(blank=True, null=True)),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("fired_at", models.DateTimeField(blank=True, null=True)),
+                ("last_notified", models.DateTimeField(blank=True, null=True)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "acknowledged_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="monitoring.host"
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="states",
+                        to="alerts.rule",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('rule', 'host', 'subject'), name='alert_subject')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("rule", "host", "subject"), name="alert_subject"
+                    )
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='transition',
-            index=models.Index(fields=['host', 'ts'], name='alerts_tran_host_id_f5ef97_idx'),
+            model_name="transition",
+            index=models.Index(fields=["host", "ts"], name="alerts_tran_host_id_f5ef97_idx"),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['status', 'next_try'], name='alerts_deli_status_fc76bb_idx'),
+            model_name="delivery",
+            index=models.Index(fields=["status", "next_try"], name="alerts_deli_status_fc76bb_idx"),
         ),
     ]

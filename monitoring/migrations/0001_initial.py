@@ -6,220 +6,431 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Host',
+            name="Host",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('hostname', models.CharField(blank=True, max_length=255)),
-                ('machine_id', models.CharField(max_length=100, unique=True)),
-                ('labels', models.JSONField(blank=True, default=dict, help_text='e.g. {"env": "prod"}')),
-                ('enabled', models.BooleanField(default=True)),
-                ('is_local', models.BooleanField(default=False, editable=False)),
-                ('sample_interval', models.PositiveIntegerField(default=5, help_text='seconds')),
-                ('last_seen', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('agent_version', models.CharField(blank=True, editable=False, max_length=40)),
-                ('inventory', models.JSONField(blank=True, default=dict, editable=False)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("hostname", models.CharField(blank=True, max_length=255)),
+                ("machine_id", models.CharField(max_length=100, unique=True)),
+                (
+                    "labels",
+                    models.JSONField(blank=True, default=dict, help_text='e.g. {"env": "prod"}'),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("is_local", models.BooleanField(default=False, editable=False)),
+                ("sample_interval", models.PositiveIntegerField(default=5, help_text="seconds")),
+                ("last_seen", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("agent_version", models.CharField(blank=True, editable=False, max_length=40)),
+                ("inventory", models.JSONField(blank=True, default=dict, editable=False)),
+                (
+                    "created",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Lease',
+            name="Lease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=150, unique=True)),
-                ('owner', models.CharField(blank=True, max_length=64)),
-                ('expires_at', models.DateTimeField()),
-                ('acquired_at', models.DateTimeField(null=True)),
-                ('renewed_at', models.DateTimeField(null=True)),
-                ('info', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=150, unique=True)),
+                ("owner", models.CharField(blank=True, max_length=64)),
+                ("expires_at", models.DateTimeField()),
+                ("acquired_at", models.DateTimeField(null=True)),
+                ("renewed_at", models.DateTimeField(null=True)),
+                ("info", models.JSONField(blank=True, default=dict)),
             ],
         ),
         migrations.CreateModel(
-            name='Retention',
+            name="Retention",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('raw_hours', models.PositiveIntegerField(default=48, help_text='Raw samples (every tick), in hours.')),
-                ('minute_days', models.PositiveIntegerField(default=30, help_text='1-minute rollups, in days.')),
-                ('hour_days', models.PositiveIntegerField(default=365, help_text='1-hour rollups, in days.')),
-                ('event_days', models.PositiveIntegerField(default=90, help_text='Events, in days.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "raw_hours",
+                    models.PositiveIntegerField(
+                        default=48, help_text="Raw samples (every tick), in hours."
+                    ),
+                ),
+                (
+                    "minute_days",
+                    models.PositiveIntegerField(default=30, help_text="1-minute rollups, in days."),
+                ),
+                (
+                    "hour_days",
+                    models.PositiveIntegerField(default=365, help_text="1-hour rollups, in days."),
+                ),
+                (
+                    "event_days",
+                    models.PositiveIntegerField(default=90, help_text="Events, in days."),
+                ),
             ],
             options={
-                'verbose_name': 'retention',
-                'verbose_name_plural': 'retention',
+                "verbose_name": "retention",
+                "verbose_name_plural": "retention",
             },
         ),
         migrations.CreateModel(
-            name='WatchedProcess',
+            name="WatchedProcess",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='What you call it: nginx', max_length=100, unique=True)),
-                ('pattern', models.CharField(help_text='Python regular expression, searched anywhere in the field', max_length=500)),
-                ('field', models.CharField(choices=[('name', 'process name'), ('cmdline', 'command line'), ('exe', 'executable')], default='name', max_length=10)),
-                ('enabled', models.BooleanField(default=True)),
-                ('hosts', models.ManyToManyField(blank=True, help_text='Leave empty to watch on every host', to='monitoring.host')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="What you call it: nginx", max_length=100, unique=True
+                    ),
+                ),
+                (
+                    "pattern",
+                    models.CharField(
+                        help_text="Python regular expression, searched anywhere in the field",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "field",
+                    models.CharField(
+                        choices=[
+                            ("name", "process name"),
+                            ("cmdline", "command line"),
+                            ("exe", "executable"),
+                        ],
+                        default="name",
+                        max_length=10,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "hosts",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Leave empty to watch on every host",
+                        to="monitoring.host",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'watched process',
-                'ordering': ['name'],
+                "verbose_name": "watched process",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Process',
+            name="Process",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pid', models.PositiveIntegerField()),
-                ('create_time', models.DateTimeField()),
-                ('ppid', models.PositiveIntegerField(null=True)),
-                ('name', models.CharField(max_length=255)),
-                ('exe', models.TextField(blank=True)),
-                ('cmdline', models.TextField(blank=True)),
-                ('username', models.CharField(blank=True, max_length=100)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('exited_at', models.DateTimeField(blank=True, null=True)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='processes', to='monitoring.host')),
-                ('watched', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='monitoring.watchedprocess')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("pid", models.PositiveIntegerField()),
+                ("create_time", models.DateTimeField()),
+                ("ppid", models.PositiveIntegerField(null=True)),
+                ("name", models.CharField(max_length=255)),
+                ("exe", models.TextField(blank=True)),
+                ("cmdline", models.TextField(blank=True)),
+                ("username", models.CharField(blank=True, max_length=100)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                ("exited_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="processes",
+                        to="monitoring.host",
+                    ),
+                ),
+                (
+                    "watched",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="monitoring.watchedprocess",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'processes',
+                "verbose_name_plural": "processes",
             },
         ),
         migrations.CreateModel(
-            name='GpuSample',
+            name="GpuSample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ts', models.DateTimeField()),
-                ('index', models.PositiveSmallIntegerField()),
-                ('uuid', models.CharField(blank=True, max_length=100)),
-                ('name', models.CharField(blank=True, max_length=100)),
-                ('utilization', models.FloatField(null=True)),
-                ('memory_used', models.BigIntegerField(null=True)),
-                ('memory_total', models.BigIntegerField(null=True)),
-                ('temperature', models.FloatField(null=True)),
-                ('power_w', models.FloatField(null=True)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='gpu_samples', to='monitoring.host')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ts", models.DateTimeField()),
+                ("index", models.PositiveSmallIntegerField()),
+                ("uuid", models.CharField(blank=True, max_length=100)),
+                ("name", models.CharField(blank=True, max_length=100)),
+                ("utilization", models.FloatField(null=True)),
+                ("memory_used", models.BigIntegerField(null=True)),
+                ("memory_total", models.BigIntegerField(null=True)),
+                ("temperature", models.FloatField(null=True)),
+                ("power_w", models.FloatField(null=True)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="gpu_samples",
+                        to="monitoring.host",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['host', 'ts'], name='monitoring__host_id_2a3442_idx')],
+                "indexes": [
+                    models.Index(fields=["host", "ts"], name="monitoring__host_id_2a3442_idx")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='HostSample',
+            name="HostSample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ts', models.DateTimeField()),
-                ('cpu_percent', models.FloatField(null=True)),
-                ('per_cpu', models.JSONField(default=list)),
-                ('load1', models.FloatField(null=True)),
-                ('load5', models.FloatField(null=True)),
-                ('load15', models.FloatField(null=True)),
-                ('mem_total', models.BigIntegerField(null=True)),
-                ('mem_used', models.BigIntegerField(null=True)),
-                ('mem_available', models.BigIntegerField(null=True)),
-                ('swap_total', models.BigIntegerField(null=True)),
-                ('swap_used', models.BigIntegerField(null=True)),
-                ('disk_read_bps', models.FloatField(null=True)),
-                ('disk_write_bps', models.FloatField(null=True)),
-                ('net_rx_bps', models.FloatField(null=True)),
-                ('net_tx_bps', models.FloatField(null=True)),
-                ('process_count', models.PositiveIntegerField(default=0)),
-                ('thread_count', models.PositiveIntegerField(default=0)),
-                ('other_cpu_percent', models.FloatField(null=True)),
-                ('other_rss', models.BigIntegerField(null=True)),
-                ('disks', models.JSONField(default=list)),
-                ('nets', models.JSONField(default=list)),
-                ('uptime', models.FloatField(null=True)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='monitoring.host')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ts", models.DateTimeField()),
+                ("cpu_percent", models.FloatField(null=True)),
+                ("per_cpu", models.JSONField(default=list)),
+                ("load1", models.FloatField(null=True)),
+                ("load5", models.FloatField(null=True)),
+                ("load15", models.FloatField(null=True)),
+                ("mem_total", models.BigIntegerField(null=True)),
+                ("mem_used", models.BigIntegerField(null=True)),
+                ("mem_available", models.BigIntegerField(null=True)),
+                ("swap_total", models.BigIntegerField(null=True)),
+                ("swap_used", models.BigIntegerField(null=True)),
+                ("disk_read_bps", models.FloatField(null=True)),
+                ("disk_write_bps", models.FloatField(null=True)),
+                ("net_rx_bps", models.FloatField(null=True)),
+                ("net_tx_bps", models.FloatField(null=True)),
+                ("process_count", models.PositiveIntegerField(default=0)),
+                ("thread_count", models.PositiveIntegerField(default=0)),
+                ("other_cpu_percent", models.FloatField(null=True)),
+                ("other_rss", models.BigIntegerField(null=True)),
+                ("disks", models.JSONField(default=list)),
+                ("nets", models.JSONField(default=list)),
+                ("uptime", models.FloatField(null=True)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="samples",
+                        to="monitoring.host",
+                    ),
+                ),
             ],
             options={
-                'get_latest_by': 'ts',
-                'indexes': [models.Index(fields=['host', 'ts'], name='monitoring__host_id_7e79a4_idx')],
+                "get_latest_by": "ts",
+                "indexes": [
+                    models.Index(fields=["host", "ts"], name="monitoring__host_id_7e79a4_idx")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('process_started', 'process started'), ('process_exited', 'process exited'), ('process_vanished', 'process exited abnormally'), ('sampler_started', 'sampler started')], max_length=40)),
-                ('ts', models.DateTimeField(default=django.utils.timezone.now)),
-                ('message', models.TextField()),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('subject', models.CharField(blank=True, max_length=200)),
-                ('count', models.PositiveIntegerField(default=1)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='monitoring.host')),
-                ('process', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='monitoring.process')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("process_started", "process started"),
+                            ("process_exited", "process exited"),
+                            ("process_vanished", "process exited abnormally"),
+                            ("sampler_started", "sampler started"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("ts", models.DateTimeField(default=django.utils.timezone.now)),
+                ("message", models.TextField()),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("subject", models.CharField(blank=True, max_length=200)),
+                ("count", models.PositiveIntegerField(default=1)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="monitoring.host",
+                    ),
+                ),
+                (
+                    "process",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="monitoring.process",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-ts'],
-                'indexes': [models.Index(fields=['host', 'ts'], name='monitoring__host_id_b58132_idx'), models.Index(fields=['ts'], name='monitoring__ts_123acf_idx')],
+                "ordering": ["-ts"],
+                "indexes": [
+                    models.Index(fields=["host", "ts"], name="monitoring__host_id_b58132_idx"),
+                    models.Index(fields=["ts"], name="monitoring__ts_123acf_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProcessSample',
+            name="ProcessSample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ts', models.DateTimeField()),
-                ('cpu_percent', models.FloatField(null=True)),
-                ('rss', models.BigIntegerField(null=True)),
-                ('vms', models.BigIntegerField(null=True)),
-                ('mem_percent', models.FloatField(null=True)),
-                ('threads', models.PositiveIntegerField(null=True)),
-                ('read_bps', models.FloatField(null=True)),
-                ('write_bps', models.FloatField(null=True)),
-                ('gpu_memory', models.BigIntegerField(null=True)),
-                ('status', models.CharField(blank=True, max_length=12)),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='monitoring.host')),
-                ('process', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='monitoring.process')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ts", models.DateTimeField()),
+                ("cpu_percent", models.FloatField(null=True)),
+                ("rss", models.BigIntegerField(null=True)),
+                ("vms", models.BigIntegerField(null=True)),
+                ("mem_percent", models.FloatField(null=True)),
+                ("threads", models.PositiveIntegerField(null=True)),
+                ("read_bps", models.FloatField(null=True)),
+                ("write_bps", models.FloatField(null=True)),
+                ("gpu_memory", models.BigIntegerField(null=True)),
+                ("status", models.CharField(blank=True, max_length=12)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="monitoring.host",
+                    ),
+                ),
+                (
+                    "process",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="samples",
+                        to="monitoring.process",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['host', 'ts'], name='monitoring__host_id_a5f242_idx'), models.Index(fields=['process', 'ts'], name='monitoring__process_e66510_idx')],
+                "indexes": [
+                    models.Index(fields=["host", "ts"], name="monitoring__host_id_a5f242_idx"),
+                    models.Index(fields=["process", "ts"], name="monitoring__process_e66510_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Rollup',
+            name="Rollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('resolution', models.PositiveIntegerField(choices=[(60, '1 minute'), (3600, '1 hour')])),
-                ('series', models.CharField(max_length=40)),
-                ('bucket', models.DateTimeField()),
-                ('count', models.PositiveIntegerField()),
-                ('values', models.JSONField()),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rollups', to='monitoring.host')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "resolution",
+                    models.PositiveIntegerField(choices=[(60, "1 minute"), (3600, "1 hour")]),
+                ),
+                ("series", models.CharField(max_length=40)),
+                ("bucket", models.DateTimeField()),
+                ("count", models.PositiveIntegerField()),
+                ("values", models.JSONField()),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rollups",
+                        to="monitoring.host",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['resolution', 'bucket'], name='monitoring__resolut_75ca4b_idx')],
-                'constraints': [models.UniqueConstraint(fields=('host', 'resolution', 'series', 'bucket'), name='rollup_bucket')],
+                "indexes": [
+                    models.Index(
+                        fields=["resolution", "bucket"], name="monitoring__resolut_75ca4b_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("host", "resolution", "series", "bucket"), name="rollup_bucket"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RollupState',
+            name="RollupState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('resolution', models.PositiveIntegerField(choices=[(60, '1 minute'), (3600, '1 hour')])),
-                ('done_until', models.DateTimeField()),
-                ('host', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='monitoring.host')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "resolution",
+                    models.PositiveIntegerField(choices=[(60, "1 minute"), (3600, "1 hour")]),
+                ),
+                ("done_until", models.DateTimeField()),
+                (
+                    "host",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="monitoring.host"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('host', 'resolution'), name='rollup_state')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("host", "resolution"), name="rollup_state")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='process',
-            index=models.Index(fields=['host', 'last_seen'], name='monitoring__host_id_e37eac_idx'),
+            model_name="process",
+            index=models.Index(fields=["host", "last_seen"], name="monitoring__host_id_e37eac_idx"),
         ),
         migrations.AddConstraint(
-            model_name='process',
-            constraint=models.UniqueConstraint(fields=('host', 'pid', 'create_time'), name='process_identity'),
+            model_name="process",
+            constraint=models.UniqueConstraint(
+                fields=("host", "pid", "create_time"), name="process_identity"
+            ),
         ),
     ]

@@ -4,20 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0001_initial'),
+        ("monitoring", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='host',
-            name='down_since',
+            model_name="host",
+            name="down_since",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AlterField(
-            model_name='event',
-            name='kind',
-            field=models.CharField(choices=[('host_down', 'host down'), ('host_up', 'host up'), ('process_started', 'process started'), ('process_exited', 'process exited'), ('process_vanished', 'process exited abnormally'), ('sampler_started', 'sampler started')], max_length=40),
+            model_name="event",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("host_down", "host down"),
+                    ("host_up", "host up"),
+                    ("process_started", "process started"),
+                    ("process_exited", "process exited"),
+                    ("process_vanished", "process exited abnormally"),
+                    ("sampler_started", "sampler started"),
+                ],
+                max_length=40,
+            ),
         ),
     ]

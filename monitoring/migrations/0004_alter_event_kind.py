@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0003_api_tokens'),
+        ("monitoring", "0003_api_tokens"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='event',
-            name='kind',
-            field=models.CharField(choices=[('host_down', 'host down'), ('host_up', 'host up'), ('process_started', 'process started'), ('process_exited', 'process exited'), ('process_vanished', 'process exited abnormally'), ('sampler_started', 'sampler started'), ('alert_firing', 'alert firing'), ('alert_resolved', 'alert resolved')], max_length=40),
+            model_name="event",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("host_down", "host down"),
+                    ("host_up", "host up"),
+                    ("process_started", "process started"),
+                    ("process_exited", "process exited"),
+                    ("process_vanished", "process exited abnormally"),
+                    ("sampler_started", "sampler started"),
+                    ("alert_firing", "alert firing"),
+                    ("alert_resolved", "alert resolved"),
+                ],
+                max_length=40,
+            ),
         ),
     ]
