@@ -23,7 +23,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from monitoring.api.auth import ReadOnlyTokens
-from monitoring.collectors import gpu
+from monitoring.sampling import TickLoop, tree_sampler
 
 MAX_SAMPLES = 3600  # a session keeps at most this many snapshots (an hour at 1 s)
 FIELDS = ("cpu_percent", "rss", "gpu_memory")
@@ -50,48 +50,32 @@ class Snapshot:
 
 
 class TreeMonitor:
-    """CPU % needs two readings: this keeps the previous CPU times of each process."""
+    """Snapshots of ptracker's own tree, with rates from the sampling core."""
 
     def __init__(self) -> None:
-        self.previous: dict[tuple[int, float], tuple[float, float]] = {}
+        self.sampler = tree_sampler(tree_root().pid)
 
     def snapshot(self) -> Snapshot:
-        root = tree_root()
-        gpu_memory: dict[int, int] = {}
-        for reading in gpu.collect():
-            for p in reading.processes:
-                gpu_memory[p.pid] = gpu_memory.get(p.pid, 0) + (p.gpu_memory or 0)
-        now = time.monotonic()
-        rows, seen = [], {}
-        for proc in [root, *root.children(recursive=True)]:
-            try:
-                with proc.oneshot():
-                    key = (proc.pid, proc.create_time())
-                    times = proc.cpu_times()
-                    busy = times.user + times.system
-                    cpu = None
-                    if key in self.previous:
-                        last_busy, last_time = self.previous[key]
-                        cpu = round(100 * (busy - last_busy) / max(now - last_time, 1e-6), 2)
-                    seen[key] = (busy, now)
-                    rows.append(
-                        {
-                            "pid": proc.pid,
-                            "ppid": proc.ppid(),
-                            "name": proc.name(),
-                            "cmdline": " ".join(proc.cmdline())[:300],
-                            "cpu_percent": cpu,
-                            "rss": proc.memory_info().rss,
-                            "threads": proc.num_threads(),
-                            "gpu_memory": gpu_memory.get(proc.pid),
-                        }
-                    )
-            except psutil.Error:
-                continue  # exited between listing and reading
-        self.previous = seen
+        return self.snapshot_of(self.sampler.sample())
+
+    @staticmethod
+    def snapshot_of(batch) -> Snapshot:
+        rows = [
+            {
+                "pid": p.pid,
+                "ppid": p.ppid,
+                "name": p.name,
+                "cmdline": p.cmdline[:300],
+                "cpu_percent": p.cpu_percent,
+                "rss": p.rss,
+                "threads": p.threads,
+                "gpu_memory": p.gpu_memory,
+            }
+            for p in batch.processes
+        ]
         totals = {f: sum(r[f] or 0 for r in rows) for f in FIELDS}
         totals["processes"] = len(rows)
-        return Snapshot(ts=datetime.now(UTC).isoformat(), processes=rows, totals=totals)
+        return Snapshot(ts=batch.ts.isoformat(), processes=rows, totals=totals)
 
 
 @dataclass
@@ -128,11 +112,15 @@ class Collector:
 
     def _run(self, session: Session, stop: threading.Event) -> None:
         monitor = TreeMonitor()
-        monitor.snapshot()  # baseline for CPU %
-        while not stop.wait(session.interval):
-            session.samples.append(monitor.snapshot())
-            if len(session.samples) >= MAX_SAMPLES:
-                break
+
+        def full(ticks: int) -> str | None:
+            return "full" if len(session.samples) >= MAX_SAMPLES else None
+
+        # The loop's first reading is the baseline for CPU %: the first snapshot has rates.
+        def keep(batch) -> None:
+            session.samples.append(monitor.snapshot_of(batch))
+
+        TickLoop(monitor.sampler, keep, session.interval, stop).run(after_tick=full)
         session.stopped = datetime.now(UTC).isoformat()
 
     def stop(self) -> Session | None:

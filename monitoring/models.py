@@ -4,7 +4,6 @@ import secrets
 import socket
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,17 +11,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-
-def local_machine_id() -> str:
-    """A stable id for this machine: systemd's machine-id, else the hostname."""
-    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-        try:
-            value = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if value:
-            return value
-    return "host:" + socket.gethostname()
+from monitoring.collectors.system import local_machine_id
 
 
 class Host(models.Model):

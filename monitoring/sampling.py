@@ -7,21 +7,36 @@ reading of an identity has no rate: None, never 0. A counter that went backwards
 (reset, wrap, a recycled identity) also gives None, never a huge negative or
 positive spike.
 
-The result is a Batch of plain values; monitoring.ingest stores it. Agents on other
-hosts build the same Batch and push it to the hub.
+The result is a Batch of plain values. `TickLoop` calls a Sampler every interval and
+hands each Batch to a sink: monitoring.tasks stores it with monitoring.ingest.
+
+This module and monitoring.collectors import nothing from Django, so that every
+driver of the loop (the sampler task, the debug monitor, later agents and the
+recorder) runs the same code.
 """
 
 import logging
+import math
 import re
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from monitoring import collectors
+from monitoring.collectors import COLLECTORS
 from monitoring.collectors.processes import Identity, ProcessReading
-from monitoring.collectors.system import CpuTimes
+from monitoring.collectors.system import CpuTimes, platform_info
 
 log = logging.getLogger(__name__)
+
+
+# A rate needs counters read at least this fraction of an interval apart. /proc counts
+# CPU time in 10 ms jiffies: over a window of a few milliseconds the host's CPU delta
+# is 0 (no CPU %) and one jiffy of a process reads as hundreds of percent.
+MIN_WINDOW = 0.5
 
 
 class Counters:
@@ -29,6 +44,9 @@ class Counters:
 
     def __init__(self) -> None:
         self._last: dict = {}
+
+    def forget(self) -> None:
+        self._last.clear()
 
     def rate(self, key, value: float | None, now: float) -> float | None:
         previous = self._last.pop(key, None)
@@ -110,22 +128,34 @@ class StaticInfo:
 
 
 class Sampler:
-    def __init__(self, top_n: int = 25, watches: list[Watch] | None = None) -> None:
+    def __init__(
+        self,
+        top_n: int = 25,
+        watches: list[Watch] | None = None,
+        min_window: float = 0.0,
+        collectors: dict[str, Callable] | None = None,
+    ) -> None:
+        """`collectors` replaces the registry's functions by name (a narrower process
+        list for a process tree, a broken one in a test)."""
+        self.collectors = {**COLLECTORS, **(collectors or {})}
         self.top_n = top_n
         self.watches = watches or []
+        # A reading sooner than this (seconds) after the previous one gives no rates.
+        self.min_window = min_window
+        self.read_at: float | None = None  # monotonic time of the previous reading
         self.counters = Counters()  # host-wide: disks, interfaces
         self.proc_counters = Counters()  # per process identity, swept every tick
         self.cpu: CpuTimes | None = None
         self.per_cpu: tuple[CpuTimes, ...] = ()
         self.static: dict[Identity, StaticInfo] = {}
         self._logged_failures: set[tuple[str, str]] = set()
-        self.platform = collectors.system.platform_info()
+        self.platform = platform_info()
 
     # -- running collectors ---------------------------------------------------------
     def run_collector(self, name: str, *args):
         """Call one collector; a failure is logged once per kind and gives None."""
         try:
-            return collectors.COLLECTORS[name](*args)
+            return self.collectors[name](*args)
         except Exception as exc:
             key = (name, type(exc).__name__)
             if key not in self._logged_failures:
@@ -141,6 +171,12 @@ class Sampler:
     def sample(self) -> Batch:
         ts = datetime.now(UTC)
         now = time.monotonic()
+        if self.read_at is not None and now - self.read_at < self.min_window:
+            # Too short a window for honest rates: this reading only primes the next.
+            self.counters.forget()
+            self.proc_counters.forget()
+            self.cpu, self.per_cpu = None, ()
+        self.read_at = now
         system = self.run_collector("system")
         disks = self.run_collector("disks")
         network = self.run_collector("network")
@@ -311,6 +347,19 @@ class Sampler:
         batch.host["other_rss"] = sum(r.rss or 0 for r in rest)
 
 
+def tree_sampler(root_pid: int) -> Sampler:
+    """A Sampler of one process tree that keeps every process of it: the debug
+    monitor's (and the recorder's) view, with the same rates as the machine's."""
+    return Sampler(
+        top_n=1_000_000,
+        collectors={
+            "processes": lambda known: collectors.processes.collect(
+                known, collectors.processes.tree(root_pid)
+            )
+        },
+    )
+
+
 def select(rows: list[ProcessRow], top_n: int) -> set[int]:
     """ids of the rows to store: top N by CPU, top N by RSS, watched, and GPU users."""
     busy = [r for r in rows if r.cpu_percent]  # 0 % or unknown is not "top"
@@ -319,3 +368,87 @@ def select(rows: list[ProcessRow], top_n: int) -> set[int]:
     keep = {id(r) for r in by_cpu} | {id(r) for r in by_rss}
     keep |= {id(r) for r in rows if r.watched_id is not None or r.gpu_memory or r.on_gpu}
     return keep
+
+
+class StopSignals:
+    """While active (main thread only), SIGINT and SIGTERM set `event` instead of
+    their usual effect, so a loop can end its tick and clean up."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+        self.saved: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        log.info("sampling stops on %s", signal.Signals(signum).name)
+        self.event.set()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def next_tick(now: float, interval: float, last_read: float | None) -> float:
+    """The first multiple of `interval` after `now` that is also at least MIN_WINDOW
+    intervals after the last reading (all wall-clock seconds).
+
+    Ticks fall on multiples of the interval, the same on every host. Right after a
+    prime that ended just before a multiple, that multiple is too close: the tick
+    waits for the one after."""
+    earliest = now if last_read is None else max(now, last_read + MIN_WINDOW * interval)
+    return (math.floor(earliest / interval) + 1) * interval
+
+
+class TickLoop:
+    """Sample every `interval` seconds and hand each Batch to `sink`.
+
+    `after_tick(ticks)` runs after each tick (renew a lease, reload settings) and may
+    return a reason to stop. The loop ends on that, on `stop` (set by a signal or
+    another thread) or at `until` (a time.monotonic() deadline), and says which.
+    `wall` is the clock ticks are aligned to: injectable for tests."""
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        sink: Callable[[Batch], None],
+        interval: float,
+        stop: threading.Event | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.sampler = sampler
+        self.sink = sink
+        self.interval = interval
+        self.stop = stop or threading.Event()
+        self.wall = wall
+        self.ticks = 0
+        sampler.min_window = max(sampler.min_window, MIN_WINDOW * interval)
+
+    def run(
+        self,
+        until: float | None = None,
+        after_tick: Callable[[int], str | None] | None = None,
+    ) -> str:
+        with StopSignals(self.stop):
+            self.sampler.prime()
+            last_read = self.wall()
+            while True:
+                wait = next_tick(self.wall(), self.interval, last_read) - self.wall()
+                if until is not None and time.monotonic() + wait > until:
+                    return "shift over"
+                if self.stop.wait(max(0.0, wait)):
+                    return "stop requested"
+                batch = self.sampler.sample()
+                last_read = self.wall()
+                try:
+                    self.sink(batch)
+                    self.ticks += 1
+                except Exception:
+                    log.exception("sample not stored")
+                reason = after_tick(self.ticks) if after_tick else None
+                if reason:
+                    return reason

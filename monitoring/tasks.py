@@ -21,7 +21,6 @@ its tick, releases the lease and returns.
 import logging
 import os
 import re
-import signal
 import threading
 import time
 from datetime import timedelta
@@ -32,8 +31,9 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from monitoring import ingest, retention, rollups
-from monitoring.models import Event, Host, Lease, WatchedProcess, local_machine_id
-from monitoring.sampling import Sampler, Watch
+from monitoring.collectors.system import local_machine_id
+from monitoring.models import Event, Host, Lease, WatchedProcess
+from monitoring.sampling import Batch, Sampler, TickLoop, Watch
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +61,6 @@ def load_watches(host: Host) -> list[Watch]:
     return watches
 
 
-class StopSignals:
-    """While active, SIGINT and SIGTERM set `event` instead of their usual effect."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-        self.saved: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        log.info("sampler stopping on %s", signal.Signals(signum).name)
-        self.event.set()
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-
 def run_sampler(
     token: str | None = None,
     shift: float | None = None,
@@ -105,30 +83,24 @@ def run_sampler(
     if token is None:
         Event.record(host, "sampler_started", f"sampling every {interval} s", subject="sampler")
     sampler = Sampler(top_n=settings.PTRACKER_TOP_N, watches=load_watches(host))
-    ticks = 0
-    ended_by = "shift over"
-    with StopSignals(stop):
-        sampler.prime()
-        deadline = time.monotonic() + shift
-        while True:
-            # Ticks fall on multiples of the interval, the same on every host.
-            wait = interval - time.time() % interval
-            if time.monotonic() + wait > deadline:
-                break
-            if stop.wait(wait):
-                ended_by = "stop requested"
-                break
-            try:
-                ingest.store(host, sampler.sample())
-                ticks += 1
-            except Exception:
-                log.exception("sample not stored")
-                close_old_connections()  # a broken connection is replaced on next use
-            if not Lease.renew(name, owner, ttl, ticks=ticks, pid=os.getpid()):
-                ended_by = "lease lost"
-                log.warning("sampler lease taken by another sampler; this one stops")
-                break
-            sampler.watches = load_watches(host)
+
+    def store(batch: Batch) -> None:
+        try:
+            ingest.store(host, batch)
+        except Exception:
+            close_old_connections()  # a broken connection is replaced on next use
+            raise
+
+    def after_tick(ticks: int) -> str | None:
+        if not Lease.renew(name, owner, ttl, ticks=ticks, pid=os.getpid()):
+            log.warning("sampler lease taken by another sampler; this one stops")
+            return "lease lost"
+        sampler.watches = load_watches(host)
+        return None
+
+    loop = TickLoop(sampler, store, interval, stop)
+    ended_by = loop.run(until=time.monotonic() + shift, after_tick=after_tick)
+    ticks = loop.ticks
     if ended_by == "shift over" and hand_over and not stop.is_set():
         successor = Lease.new_owner()
         if Lease.hand_over(name, owner, successor, ttl):

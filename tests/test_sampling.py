@@ -126,17 +126,33 @@ def test_sampler_first_sample_has_no_rates_second_has():
     assert second.host["disk_read_bps"] is None or second.host["disk_read_bps"] >= 0
 
 
-def test_one_failing_collector_does_not_stop_the_others(monkeypatch, caplog):
-    from monitoring import collectors
-
+def test_one_failing_collector_does_not_stop_the_others(caplog):
     def broken():
         raise RuntimeError("disk stats unavailable")
 
-    monkeypatch.setitem(collectors.COLLECTORS, "disks", broken)
-    sampler = Sampler()
+    sampler = Sampler(collectors={"disks": broken})
     first = sampler.sample()
     second = sampler.sample()
     assert "disks" not in first.host and "disk_read_bps" not in second.host
     assert second.host["mem_total"] > 0 and second.processes
     failures = [r for r in caplog.records if "collector 'disks' failed" in r.getMessage()]
     assert len(failures) == 1  # logged once, not every tick
+
+
+def test_a_tree_sampler_sees_one_process_tree_whole_and_nothing_else():
+    from monitoring.sampling import tree_sampler
+
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        while len(psutil.Process(shell.pid).children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sampler = tree_sampler(shell.pid)
+        sampler.prime()
+        batch = sampler.sample()
+        assert sorted(p.name for p in batch.processes) == ["sh", "sleep", "sleep"]
+        assert {p.ppid for p in batch.processes if p.name == "sleep"} == {shell.pid}
+        assert all(p.cpu_percent is not None for p in batch.processes)
+    finally:
+        shell.kill()
+        shell.wait()

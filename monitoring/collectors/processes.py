@@ -6,7 +6,7 @@ they are read only for identities the caller does not already know, or whose nam
 changed since: exec keeps the pid and create time but replaces the program.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import psutil
@@ -88,10 +88,23 @@ def read_process(proc: psutil.Process, known: Mapping[Identity, str]) -> Process
         return None  # not even name/create_time: nothing to identify it by
 
 
-def collect(known: Mapping[Identity, str] | None = None) -> list[ProcessReading]:
+def tree(root_pid: int) -> list[psutil.Process]:
+    """A process and all its descendants; [] when it is gone."""
+    try:
+        root = psutil.Process(root_pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def collect(
+    known: Mapping[Identity, str] | None = None,
+    procs: Iterable[psutil.Process] | None = None,
+) -> list[ProcessReading]:
+    """Every process of the machine, or only `procs`."""
     known = known or {}
     readings = []
-    for proc in psutil.process_iter():
+    for proc in psutil.process_iter() if procs is None else procs:
         reading = read_process(proc, known)
         if reading is not None:
             readings.append(reading)

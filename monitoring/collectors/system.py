@@ -2,10 +2,24 @@
 
 import os
 import platform
+import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
+
+
+def local_machine_id() -> str:
+    """A stable id for this machine: systemd's machine-id, else the hostname."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            value = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return "host:" + socket.gethostname()
 
 
 @dataclass(frozen=True)
