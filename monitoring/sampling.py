@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 
 from monitoring import collectors
@@ -108,6 +108,19 @@ class ProcessRow:
     on_gpu: bool = False  # listed by NVML, even when it cannot say how much memory
 
 
+ROW_FIELDS = tuple(f.name for f in fields(ProcessRow))
+
+
+class BatchFormatError(ValueError):
+    """A batch dict that does not follow the wire format; says which field."""
+
+
+WIRE_VERSION = 1
+# ProcessRow fields and the JSON types each may hold (None is allowed where the
+# annotation allows it).
+_JSON_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
 @dataclass
 class Batch:
     ts: datetime
@@ -117,6 +130,95 @@ class Batch:
     inventory: dict = field(default_factory=dict)
     # Watches that matched some running process this tick (for lifecycle events).
     watched_running: set[int] = field(default_factory=set)
+
+    def to_dict(self) -> dict:
+        """The wire format (JSON-ready) that agents push and recordings keep."""
+        return {
+            "version": WIRE_VERSION,
+            "ts": self.ts.isoformat(),
+            "host": self.host,
+            "gpus": self.gpus,
+            "processes": [asdict(p) for p in self.processes],
+            "inventory": self.inventory,
+            "watched_running": sorted(self.watched_running),
+        }
+
+    @classmethod
+    def from_dict(cls, data) -> "Batch":
+        """The Batch of a wire dict; BatchFormatError naming the field when malformed.
+
+        Checks the envelope and every process field; the values inside `host`,
+        `gpus` and `inventory` are checked by whoever stores them."""
+        if not isinstance(data, dict):
+            raise BatchFormatError("a batch is a JSON object")
+        if data.get("version") != WIRE_VERSION:
+            raise BatchFormatError(
+                f"version: this side reads batch version {WIRE_VERSION}, "
+                f"got {data.get('version')!r}"
+            )
+        try:
+            ts = datetime.fromisoformat(data["ts"])
+        except (KeyError, TypeError, ValueError):
+            raise BatchFormatError("ts: an ISO 8601 time with a zone is required") from None
+        if ts.tzinfo is None:
+            raise BatchFormatError("ts: the time must carry its zone (UTC)")
+        host, gpus, inventory = (_typed(data, k, t) for k, t in _BATCH_PARTS)
+        if not all(isinstance(g, dict) for g in gpus):
+            raise BatchFormatError("gpus: each GPU is an object")
+        watched = _typed(data, "watched_running", list)
+        if not all(type(w) is int for w in watched):
+            raise BatchFormatError("watched_running: a list of watch ids")
+        processes = _typed(data, "processes", list)
+        return cls(
+            ts=ts.astimezone(UTC),
+            host=host,
+            gpus=gpus,
+            processes=[_process_row(p, i) for i, p in enumerate(processes)],
+            inventory=inventory,
+            watched_running=set(watched),
+        )
+
+
+_BATCH_PARTS = (("host", dict), ("gpus", list), ("inventory", dict))
+
+
+def _typed(data: dict, key: str, kind: type):
+    value = data.get(key, kind())
+    if not isinstance(value, kind):
+        raise BatchFormatError(f"{key}: expected a JSON {'object' if kind is dict else 'list'}")
+    return value
+
+
+def _process_row(data, index: int) -> ProcessRow:
+    where = f"processes[{index}]"
+    if not isinstance(data, dict):
+        raise BatchFormatError(f"{where}: a process is an object")
+    values = {}
+    for f in fields(ProcessRow):
+        kinds, optional = _field_kinds(f.type)
+        if f.name not in data:
+            if f.default is MISSING:
+                raise BatchFormatError(f"{where}.{f.name}: missing")
+            continue
+        value = data[f.name]
+        # Exact types: JSON true is not a number here, and ids must fit 64 bits.
+        ok = (value is None and optional) or type(value) in kinds
+        if not ok:
+            raise BatchFormatError(f"{where}.{f.name}: wrong type {type(value).__name__}")
+        if type(value) is int and not -(2**63) <= value < 2**63:
+            raise BatchFormatError(f"{where}.{f.name}: out of range")
+        values[f.name] = value
+    unknown = set(data) - set(ROW_FIELDS)
+    if unknown:
+        raise BatchFormatError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
+    return ProcessRow(**values)
+
+
+def _field_kinds(annotation) -> tuple[tuple[type, ...], bool]:
+    """(JSON types, None allowed) for an annotation such as `float | None`."""
+    members = getattr(annotation, "__args__", (annotation,))
+    kinds = tuple(k for m in members if m is not type(None) for k in _JSON_TYPES[m])
+    return kinds, type(None) in members
 
 
 @dataclass(frozen=True)
