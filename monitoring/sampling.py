@@ -130,11 +130,14 @@ class Batch:
     inventory: dict = field(default_factory=dict)
     # Watches that matched some running process this tick (for lifecycle events).
     watched_running: set[int] = field(default_factory=set)
+    # Set by an agent when it spools the batch: the hub stores each id once.
+    id: str | None = None
 
     def to_dict(self) -> dict:
         """The wire format (JSON-ready) that agents push and recordings keep."""
         return {
             "version": WIRE_VERSION,
+            "id": self.id,
             "ts": self.ts.isoformat(),
             "host": self.host,
             "gpus": self.gpus,
@@ -169,7 +172,11 @@ class Batch:
         if not all(type(w) is int for w in watched):
             raise BatchFormatError("watched_running: a list of watch ids")
         processes = _typed(data, "processes", list)
+        batch_id = data.get("id")
+        if batch_id is not None and not (isinstance(batch_id, str) and 0 < len(batch_id) <= 64):
+            raise BatchFormatError("id: a string of 1 to 64 characters")
         return cls(
+            id=batch_id,
             ts=ts.astimezone(UTC),
             host=host,
             gpus=gpus,
