@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.shortcuts import redirect
 from django.utils import timezone
 
 from monitoring.models import (
@@ -22,9 +23,15 @@ class HostAdmin(admin.ModelAdmin):
         "is_local",
         "last_seen",
         "agent_version",
+        "agent_token_prefix",
+        "clock_offset",
         "inventory",
         "created",
     ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # A host is added with its agent token and the lines to run on it.
+        return redirect("add-server")
 
 
 @admin.register(WatchedProcess)

@@ -59,6 +59,10 @@ class Host(models.Model):
         self.agent_token_prefix = secret[:12]
         return secret
 
+    @property
+    def clock_warning(self) -> bool:
+        return self.clock_offset is not None and abs(self.clock_offset) > self.CLOCK_WARNING
+
     @classmethod
     def for_agent_token(cls, secret: str) -> "Host | None":
         if not secret.startswith(cls.AGENT_TOKEN_PREFIX):
