@@ -9,6 +9,7 @@ from monitoring.models import (
     Lease,
     Process,
     Retention,
+    Service,
     WatchedProcess,
 )
 
@@ -118,3 +119,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         messages.success(request, f"{count} token(s) revoked.")
+
+
+@admin.register(Service)
+class ServiceAdmin(ReadOnlyAdmin):
+    """What the sampler read last; follow more units with the host's service patterns."""
+
+    list_display = ["unit", "host", "active_state", "sub_state", "restarts", "last_seen"]
+    list_filter = ["active_state", "host"]
+    search_fields = ["unit"]

@@ -15,7 +15,15 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from monitoring import rollups
-from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
+from monitoring.models import (
+    Event,
+    GpuSample,
+    Host,
+    HostSample,
+    Process,
+    ProcessSample,
+    Service,
+)
 from monitoring.sampling import Batch, ProcessRow
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,8 @@ def store(host: Host, batch: Batch, hooks: bool = True) -> HostSample | None:
             update = {}
             if newest:
                 _lifecycle(host, batch, processes, previous_seen)
+                if batch.services is not None:
+                    _services(host, batch)
                 update["last_seen"] = batch.ts
                 if _reporting_again(host, batch.ts, previous_seen):
                     update["down_since"] = None
@@ -264,3 +274,52 @@ def _lifecycle(host, batch: Batch, processes: dict, previous_seen: datetime | No
                 "last_seen": process.last_seen.isoformat(),
             },
         )
+
+
+SERVICE_FIELDS = ("description", "active_state", "sub_state", "restarts", "memory",
+                  "cpu_percent", "main_pid")  # fmt: skip
+
+
+def _services(host: Host, batch: Batch) -> None:
+    """The host's units as read in this batch; service_failed / service_recovered events.
+
+    A unit is listed while it is failed or matches the host's patterns, so a failed
+    unit that drops off the list is no longer failed: it recovered."""
+    known = {s.unit: s for s in Service.objects.filter(host=host)}
+    listed = set()
+    for row in batch.services:
+        unit = row["unit"]
+        listed.add(unit)
+        values = {f: row.get(f) for f in SERVICE_FIELDS}
+        values["description"] = (values["description"] or "")[:255]
+        old = known.get(unit)
+        if old is None:
+            Service.objects.create(
+                host=host, unit=unit, since=batch.ts, last_seen=batch.ts, **values
+            )
+        else:
+            changed = old.active_state != values["active_state"]
+            Service.objects.filter(pk=old.pk).update(
+                last_seen=batch.ts, **({"since": batch.ts} if changed else {}), **values
+            )
+        was_failed = old is not None and old.active_state == "failed"
+        if values["active_state"] == "failed" and not was_failed:
+            _service_event(host, batch.ts, unit, "service_failed", values)
+        elif was_failed and values["active_state"] != "failed":
+            _service_event(host, batch.ts, unit, "service_recovered", values)
+    for unit, old in known.items():
+        if unit not in listed:
+            if old.active_state == "failed":
+                _service_event(host, batch.ts, unit, "service_recovered", {"active_state": "-"})
+            old.delete()
+
+
+def _service_event(host: Host, ts: datetime, unit: str, kind: str, values: dict) -> None:
+    if kind == "service_failed":
+        restarts = values.get("restarts")
+        message = f"{unit} failed on {host.name}" + (
+            f" after {restarts} restarts" if restarts else ""
+        )
+    else:
+        message = f"{unit} on {host.name} is no longer failed ({values['active_state']})"
+    Event.record(host, kind, message, ts=ts, subject=f"unit:{unit}", data={"unit": unit})

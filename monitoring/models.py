@@ -32,6 +32,12 @@ class Host(models.Model):
         max_length=64, unique=True, null=True, blank=True, editable=False
     )
     agent_token_prefix = models.CharField(max_length=12, blank=True, editable=False)
+    service_patterns = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="systemd units to follow besides failed ones: globs separated by spaces, "
+        "e.g. nginx.service postgresql*",
+    )
     # Hub clock minus agent clock at its last push, seconds: samples carry agent time.
     clock_offset = models.FloatField(null=True, blank=True, editable=False)
 
@@ -247,6 +253,29 @@ class ProcessSample(models.Model):
         ]
 
 
+class Service(models.Model):
+    """A systemd unit of a host as last read: failed units and those of its patterns."""
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="services")
+    unit = models.CharField(max_length=255)
+    description = models.CharField(max_length=255, blank=True)
+    active_state = models.CharField(max_length=20)
+    sub_state = models.CharField(max_length=30, blank=True)
+    restarts = models.PositiveIntegerField(null=True)
+    memory = models.BigIntegerField(null=True)  # bytes
+    cpu_percent = models.FloatField(null=True)  # of one core
+    main_pid = models.PositiveIntegerField(null=True)
+    since = models.DateTimeField()  # in this active state since (as far as we saw)
+    last_seen = models.DateTimeField()  # newest read that listed it
+
+    class Meta:
+        ordering = ["unit"]
+        constraints = [models.UniqueConstraint(fields=["host", "unit"], name="one_row_per_unit")]
+
+    def __str__(self) -> str:
+        return self.unit
+
+
 def event_kinds() -> list[tuple[str, str]]:
     # A callable, so that a new kind needs no migration.
     return Event.KINDS
@@ -259,6 +288,8 @@ class Event(models.Model):
         ("link_down", "link down (host kept sampling)"),
         ("link_up", "link back, backfilled"),
         ("samples_dropped", "samples dropped by the agent"),
+        ("service_failed", "service failed"),
+        ("service_recovered", "service recovered"),
         ("process_started", "process started"),
         ("process_exited", "process exited"),
         ("process_vanished", "process exited abnormally"),

@@ -108,6 +108,7 @@ def host_detail(request, host_id: int):
         "events": Event.objects.filter(host=host).select_related("process")[:10],
         "sampler": sampler_status() if host.is_local else None,
         "table": process_table(host, request.GET),
+        "services": list(host.services.all()),
         "page_data": {
             "host": host.pk,
             "interval": host.sample_interval,

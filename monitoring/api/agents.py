@@ -32,7 +32,7 @@ from rest_framework.views import APIView
 
 from monitoring import ingest
 from monitoring.api.auth import BearerTokenAuthentication
-from monitoring.models import Event, GpuSample, Host, HostSample, WatchedProcess
+from monitoring.models import Event, GpuSample, Host, HostSample, Service, WatchedProcess
 from monitoring.sampling import Batch, BatchFormatError
 
 MAX_BATCHES = 100  # per request: an agent sends its backlog in chunks of this size
@@ -146,7 +146,7 @@ def _check_fields(values: dict, model, where: str) -> None:
             field = model._meta.get_field(key)
         except Exception:
             raise BadPayload(where, f"{key}: unknown field") from None
-        if key in ("id", "host", "ts", "batch_id") or not _fits(value, field):
+        if key in ("id", "host", "ts", "batch_id", "since", "last_seen") or not _fits(value, field):
             raise BadPayload(where, f"{key}: not a valid value")
 
 
@@ -158,6 +158,10 @@ def check_values(batch: Batch, where: str) -> None:
         _check_fields(gpu, GpuSample, f"{where}.gpus[{j}]")
         if "index" not in gpu:
             raise BadPayload(f"{where}.gpus[{j}]", "index: required")
+    for j, unit in enumerate(batch.services or ()):
+        _check_fields(unit, Service, f"{where}.services[{j}]")
+        if not unit.get("unit") or not unit.get("active_state"):
+            raise BadPayload(f"{where}.services[{j}]", "unit and active_state: required")
 
 
 def agent_config(host: Host) -> dict:
@@ -170,6 +174,7 @@ def agent_config(host: Host) -> dict:
     return {
         "interval": host.sample_interval,
         "top_n": settings.PTRACKER_TOP_N,
+        "service_patterns": host.service_patterns.split(),
         "watches": [{"id": w.id, "field": w.field, "pattern": w.pattern} for w in watches],
     }
 

@@ -168,6 +168,12 @@ def test_an_agent_token_writes_only_its_own_host(remote):
         (lambda b: b["host"].update(nonsense=1), "batches[1].host"),
         (lambda b: b.update(gpus=[{"index": 0, "utilization": "x"}]), "batches[1].gpus[0]"),
         (lambda b: b["processes"][0].update(pid=-(2**64)), "batches[1]"),
+        (
+            lambda b: b.update(services=[{"unit": "a.service", "restarts": -1}]),
+            "batches[1].services[0]",
+        ),
+        (lambda b: b.update(services=[{"unit": "a.service"}]), "batches[1].services[0]"),
+        (lambda b: b.update(services="nginx"), "batches[1]"),
     ],
 )
 def test_a_malformed_batch_is_refused_with_the_reason_and_nothing_is_stored(remote, mangle, field):
