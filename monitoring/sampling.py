@@ -12,7 +12,6 @@ hosts build the same Batch and push it to the hub.
 """
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from monitoring import collectors
 from monitoring.collectors.processes import Identity, ProcessReading
 from monitoring.collectors.system import CpuTimes
+from monitoring.patterns import Regex
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def cpu_percent(previous: CpuTimes | None, current: CpuTimes) -> float | None:
 class Watch:
     id: int
     field: str  # name | cmdline | exe
-    regex: re.Pattern
+    regex: Regex  # RE2 (patterns.compile_pattern): a user's pattern must not hang a tick
 
     def matches(self, name: str, cmdline: str, exe: str) -> bool:
         text = {"name": name, "cmdline": cmdline, "exe": exe}[self.field]
