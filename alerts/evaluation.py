@@ -9,7 +9,8 @@ through PTRACKER_AFTER_INGEST); offline, missing-process and trend rules run on 
 minute schedule (`evaluate_scheduled`).
 """
 
-import re
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +29,9 @@ from alerts.models import (
     render_message,
 )
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
+from monitoring.patterns import PatternError, compile_pattern, matches_process
+
+log = logging.getLogger(__name__)
 
 SCHEDULED = {"host_offline", "process_missing", "service_inactive", "memory_growth",
              "disk_will_fill"}  # fmt: skip
@@ -119,18 +123,36 @@ def gpu_values(rule: Rule, gpus: list[GpuSample]) -> list[tuple[str, float | Non
     return [(f"gpu:{g.index}", getattr(g, field)) for g in gpus]
 
 
+def process_filter(rule: Rule) -> Callable[[Process], bool]:
+    """Which stored processes a process rule covers: those of its watch, when it names
+    one, that match its pattern, when it has one. The pattern is searched with RE2 in
+    the name and, separately, in the command line (patterns.matches_process, the
+    process table's rule too). A pattern RE2 refuses, saved before patterns were
+    checked, covers no process and is logged."""
+    regex = None
+    if rule.process_pattern:
+        try:
+            regex = compile_pattern(rule.process_pattern)
+        except PatternError as exc:
+            log.warning("rule %r covers no process: %s", rule.name, exc)
+            return lambda process: False
+
+    def covers(process: Process) -> bool:
+        if rule.watched_id and process.watched_id != rule.watched_id:
+            return False
+        return regex is None or matches_process(regex, process.name, process.cmdline)
+
+    return covers
+
+
+def process_subject(process: Process) -> str:
+    return f"process:{process.pk} {process.name} (pid {process.pid})"
+
+
 def process_values(rule: Rule, rows: list[ProcessSample]) -> list[tuple[str, float | None]]:
     field = PROCESS_FIELDS[rule.metric]
-    pattern = re.compile(rule.process_pattern) if rule.process_pattern else None
-    values = []
-    for row in rows:
-        p = row.process
-        if rule.watched_id and p.watched_id != rule.watched_id:
-            continue
-        if pattern and not (pattern.search(p.name) or pattern.search(p.cmdline)):
-            continue
-        values.append((f"process:{p.pk} {p.name} (pid {p.pid})", getattr(row, field)))
-    return values
+    covers = process_filter(rule)
+    return [(process_subject(r.process), getattr(r, field)) for r in rows if covers(r.process)]
 
 
 def slope_per_hour(points: list[tuple[datetime, float]]) -> float | None:
@@ -150,11 +172,12 @@ def slope_per_hour(points: list[tuple[datetime, float]]) -> float | None:
 def trend_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float | None]]:
     since = now - timedelta(minutes=rule.window_minutes)
     if rule.metric == "memory_growth" and (rule.process_pattern or rule.watched_id):
-        rows = ProcessSample.objects.filter(host=host, ts__gte=since).select_related("process")
+        covers = process_filter(rule)
+        rows = ProcessSample.objects.filter(host=host, ts__gte=since, rss__isnull=False)
         series: dict[str, list] = {}
-        for row in rows.order_by("ts"):
-            for subject, value in process_values_for_growth(rule, row):
-                series.setdefault(subject, []).append((row.ts, value))
+        for row in rows.select_related("process").order_by("ts"):
+            if covers(row.process):
+                series.setdefault(process_subject(row.process), []).append((row.ts, row.rss))
         return [(s, _mb(slope_per_hour(points))) for s, points in series.items()]
     samples = HostSample.objects.filter(host=host, ts__gte=since).order_by("ts")
     if rule.metric == "memory_growth":
@@ -176,15 +199,6 @@ def trend_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float
             hours = (totals[mount] - points[-1][1]) / slope if slope > 0 else float("inf")
         values.append((f"mount:{mount}", hours))
     return values
-
-
-def process_values_for_growth(rule: Rule, row: ProcessSample):
-    p = row.process
-    if rule.watched_id and p.watched_id != rule.watched_id:
-        return []
-    if rule.process_pattern and not re.search(rule.process_pattern, f"{p.name} {p.cmdline}"):
-        return []
-    return [] if row.rss is None else [(f"process:{p.pk} {p.name} (pid {p.pid})", row.rss)]
 
 
 def _mb(per_hour: float | None) -> float | None:

@@ -5,7 +5,6 @@ notification outbox, each claimed by the sender with a conditional update, so a
 notification goes out once however many workers look.
 """
 
-import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,7 +13,7 @@ from django.db import models
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils import timezone
 
-from monitoring.models import Host, WatchedProcess
+from monitoring.models import Host, WatchedProcess, validate_pattern
 
 SEVERITIES = [("info", "info"), ("warning", "warning"), ("critical", "critical")]
 OPERATORS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t,
@@ -137,7 +136,9 @@ class Rule(models.Model):
     process_pattern = models.CharField(
         max_length=300,
         blank=True,
-        help_text="Process rules: regex on the name or command line (empty: any stored process).",
+        validators=[validate_pattern],
+        help_text="Process rules: regular expression (RE2 syntax) searched in the name and, "
+        "separately, in the command line (empty: any stored process).",
     )
     watched = models.ForeignKey(
         WatchedProcess,
@@ -182,13 +183,6 @@ class Rule(models.Model):
             if (low is not None and value < low) or (high is not None and value > high):
                 span = f"{low} to {high}" if high is not None else f"at least {low}"
                 raise ValidationError({field: f"{label}: the value must be {span}."})
-        if self.process_pattern:
-            try:
-                re.compile(self.process_pattern)
-            except re.error as exc:
-                raise ValidationError(
-                    {"process_pattern": f"Not a valid regular expression: {exc}"}
-                ) from exc
         if self.metric == "process_missing" and self.watched_id is None:
             raise ValidationError({"watched": "Choose the watched process that must run."})
         if self.recovery_threshold is not None and self.threshold is not None:

@@ -1,5 +1,4 @@
 import hashlib
-import re
 import secrets
 import socket
 import uuid
@@ -12,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from monitoring.collectors.system import local_machine_id
+from monitoring.patterns import PatternError, compile_pattern
 
 
 class Host(models.Model):
@@ -178,6 +178,14 @@ class GpuSample(models.Model):
         return 100 * self.memory_used / self.memory_total
 
 
+def validate_pattern(value: str) -> None:
+    """A user's regular expression is saved only when RE2 can run it (see patterns)."""
+    try:
+        compile_pattern(value)
+    except PatternError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class WatchedProcess(models.Model):
     """A pattern: matching processes are stored every tick and get lifecycle events."""
 
@@ -185,7 +193,9 @@ class WatchedProcess(models.Model):
 
     name = models.CharField(max_length=100, unique=True, help_text="What you call it: nginx")
     pattern = models.CharField(
-        max_length=500, help_text="Python regular expression, searched anywhere in the field"
+        max_length=500,
+        validators=[validate_pattern],
+        help_text="Regular expression (RE2 syntax), searched anywhere in the field",
     )
     field = models.CharField(max_length=10, choices=FIELDS, default="name")
     hosts = models.ManyToManyField(Host, blank=True, help_text="Leave empty to watch on every host")
@@ -197,12 +207,6 @@ class WatchedProcess(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def clean(self) -> None:
-        try:
-            re.compile(self.pattern)
-        except re.error as exc:
-            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from exc
 
 
 class Process(models.Model):

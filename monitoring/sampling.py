@@ -17,7 +17,6 @@ recorder) runs the same code.
 
 import logging
 import math
-import re
 import signal
 import threading
 import time
@@ -29,6 +28,7 @@ from monitoring import collectors
 from monitoring.collectors import COLLECTORS
 from monitoring.collectors.processes import Identity, ProcessReading
 from monitoring.collectors.system import CpuTimes, platform_info
+from monitoring.patterns import Regex
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def cpu_percent(previous: CpuTimes | None, current: CpuTimes) -> float | None:
 class Watch:
     id: int
     field: str  # name | cmdline | exe
-    regex: re.Pattern
+    regex: Regex  # RE2 (patterns.compile_pattern): a user's pattern must not hang a tick
 
     def matches(self, name: str, cmdline: str, exe: str) -> bool:
         text = {"name": name, "cmdline": cmdline, "exe": exe}[self.field]

@@ -20,7 +20,6 @@ its tick, releases the lease and returns.
 
 import logging
 import os
-import re
 import threading
 import time
 from datetime import timedelta
@@ -33,6 +32,7 @@ from django_q.tasks import async_task
 from monitoring import ingest, retention, rollups
 from monitoring.collectors.system import local_machine_id
 from monitoring.models import Event, Host, Lease, WatchedProcess
+from monitoring.patterns import PatternError, compile_pattern
 from monitoring.sampling import Batch, Sampler, TickLoop, Watch
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,9 @@ def load_watches(host: Host) -> list[Watch]:
         if hosts and host not in hosts:
             continue
         try:
-            watches.append(Watch(id=w.id, field=w.field, regex=re.compile(w.pattern)))
-        except re.error:
-            log.warning("watch %r has an invalid pattern, skipped", w.name)
+            watches.append(Watch(id=w.id, field=w.field, regex=compile_pattern(w.pattern)))
+        except PatternError as exc:  # saved before patterns were checked with RE2
+            log.warning("watch %r skipped: %s", w.name, exc)
     return watches
 
 

@@ -1,13 +1,16 @@
 """Shared test setup: personas and small builders, in the healthchecks manner.
 
 alice is an admin (superuser), bob a signed-in user without staff rights; anonymous
-requests are made with a fresh client.
+requests are made with a fresh client. `live_server_url` serves the real ASGI app.
 """
 
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connections
 
 from monitoring.models import Host
 from monitoring.sampling import Batch, ProcessRow
@@ -73,3 +76,39 @@ def batch(ts: datetime, processes=(), watched_running=(), **host) -> Batch:
     return Batch(
         ts=ts, host=values, processes=list(processes), watched_running=set(watched_running)
     )
+
+
+def use_database(name: str) -> None:
+    """In the server process: read the test database, whatever the start method."""
+    settings.DATABASES["default"]["NAME"] = name
+    connections["default"].settings_dict["NAME"] = name
+
+
+@pytest.fixture(scope="module")
+def live_server_url(django_db_setup, django_db_blocker):
+    """Daphne serving the real ASGI app in a forked process (Channels' DaphneProcess),
+    on the same test database file (SQLite) or server database (PostgreSQL) that the
+    tests write: tests that use it need transactional_db to make their rows visible.
+    Module-scoped: one server per test module."""
+    from channels.testing.live import make_application
+    from daphne.testing import DaphneProcess
+
+    with django_db_blocker.unblock():
+        name = connections["default"].settings_dict["NAME"]
+        if connections["default"].vendor == "sqlite":
+            assert not connections["default"].is_in_memory_db(), "the server needs a file"
+        # A forked child must not share the parent's database sockets.
+        connections.close_all()
+        server = DaphneProcess(
+            "127.0.0.1",
+            partial(make_application, static_wrapper=None),  # WhiteNoise serves static
+            setup=partial(use_database, name),
+        )
+        server.start()
+    if not server.ready.wait(timeout=30):
+        server.terminate()
+        error = server.errors.get(timeout=1)[1] if not server.errors.empty() else "no error"
+        raise RuntimeError(f"Daphne did not start: {error}")
+    yield f"http://127.0.0.1:{server.port.value}"
+    server.terminate()
+    server.join(timeout=10)

@@ -24,6 +24,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import authentication, exceptions, permissions, status
@@ -247,3 +248,18 @@ class IngestView(APIView):
                 "time": time.time(),
             }
         )
+
+
+class AgentTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes agent tokens."""
+
+    target_class = AgentTokenAuthentication
+    name = "agentToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A host's agent token (`Bearer pta_…`), from Add a server or "
+            "`ptracker manage addhost`: it pushes that host's samples and reads nothing.",
+        }

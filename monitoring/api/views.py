@@ -143,7 +143,12 @@ class HostProcesses(ListAPIView):
                 description="cpu, mem, read, write, gpu, "
                 "threads, name, user, pid; prefix - for descending (default -cpu)",
             ),
-            OpenApiParameter("q", OpenApiTypes.STR, description="regex on name or command line"),
+            OpenApiParameter(
+                "q",
+                OpenApiTypes.STR,
+                description="regular expression (RE2 syntax), searched in the name and, "
+                "separately, in the command line",
+            ),
             OpenApiParameter("user", OpenApiTypes.STR),
             OpenApiParameter("pid", OpenApiTypes.INT),
         ]

@@ -169,6 +169,17 @@ def test_gpu_and_disk_rules_have_one_subject_each(host):
             "process_pattern",
             "Not a valid regular expression",
         ),
+        (
+            {"metric": "process_rss", "threshold": "1", "process_pattern": r"(\w+) \1"},
+            "process_pattern",
+            r"Not a valid regular expression (RE2 syntax: no backreferences or lookarounds): "
+            r"invalid escape sequence: \1",
+        ),
+        (
+            {"metric": "process_rss", "threshold": "1", "process_pattern": "java(?!.*jenkins)"},
+            "process_pattern",
+            "invalid perl operator: (?!",
+        ),
         ({"metric": "process_missing"}, "watched", "Choose the watched process"),
         (
             {"metric": "cpu_percent", "threshold": "90", "recovery_threshold": "95"},

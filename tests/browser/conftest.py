@@ -1,11 +1,10 @@
 """Browser tests: Daphne serving the real ASGI app on the test database, Chromium driving it.
 
-The server runs in a forked process (Channels' DaphneProcess), so it reads the same
-test database file (SQLite) or server database (PostgreSQL) that the tests write.
-It is started before Playwright: Playwright's sync API keeps an asyncio loop running
-in the main thread, and a fork must not copy that. The same loop makes Django refuse
-ORM calls from the main thread (SynchronousOnlyOperation), so while the browser is up
-DJANGO_ALLOW_ASYNC_UNSAFE is set, and unset again when the module's tests end.
+The server is tests/conftest.py's `live_server_url`, started before Playwright:
+Playwright's sync API keeps an asyncio loop running in the main thread, and a fork
+must not copy that. The same loop makes Django refuse ORM calls from the main thread
+(SynchronousOnlyOperation), so while the browser is up DJANGO_ALLOW_ASYNC_UNSAFE is
+set, and unset again when the module's tests end.
 
 Both are module-scoped, not package-scoped: this folder has no __init__.py, so a
 "package" fixture would live until the session ends, and every later test in the run
@@ -17,13 +16,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -64,38 +61,6 @@ def why_no_browser() -> str | None:
     except ImportError:
         return "the playwright package is not installed (pip install -e '.[dev]')"
     return None
-
-
-def use_database(name: str) -> None:
-    """In the server process: read the test database, whatever the start method."""
-    settings.DATABASES["default"]["NAME"] = name
-    connections["default"].settings_dict["NAME"] = name
-
-
-@pytest.fixture(scope="module")
-def live_server_url(django_db_setup, django_db_blocker):
-    from channels.testing.live import make_application
-    from daphne.testing import DaphneProcess
-
-    with django_db_blocker.unblock():
-        name = connections["default"].settings_dict["NAME"]
-        if connections["default"].vendor == "sqlite":
-            assert not connections["default"].is_in_memory_db(), "the server needs a file"
-        # A forked child must not share the parent's database sockets.
-        connections.close_all()
-        server = DaphneProcess(
-            "127.0.0.1",
-            partial(make_application, static_wrapper=None),  # WhiteNoise serves static
-            setup=partial(use_database, name),
-        )
-        server.start()
-    if not server.ready.wait(timeout=30):
-        server.terminate()
-        error = server.errors.get(timeout=1)[1] if not server.errors.empty() else "no error"
-        raise RuntimeError(f"Daphne did not start: {error}")
-    yield f"http://127.0.0.1:{server.port.value}"
-    server.terminate()
-    server.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
