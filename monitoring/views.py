@@ -1,11 +1,12 @@
 from datetime import datetime, timedelta
 
 import psutil
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.http import Http404, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -311,3 +312,13 @@ def tokens(request):
         "error": error,
     }
     return render(request, "monitoring/tokens.html", context, status=400 if error else 200)
+
+
+def locked_out(request, *_) -> HttpResponse:
+    """django-axes' answer to a sign-in while the account or address is locked out
+    (AXES_LOCKOUT_CALLABLE; axes passes further arguments that differ by version)."""
+    context = {
+        "limit": settings.AXES_FAILURE_LIMIT,
+        "minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+    }
+    return render(request, "registration/locked_out.html", context, status=429)
