@@ -10,6 +10,7 @@ from monitoring.models import (
     Retention,
     WatchedProcess,
 )
+from monitoring.redaction import may_see_full_cmdline
 
 
 @admin.register(Host)
@@ -46,15 +47,31 @@ class RetentionAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    # Fields that may hold a command line: only for who may see command lines whole.
+    cmdline_fields: tuple[str, ...] = ()
+
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if may_see_full_cmdline(request.user):
+            return fields
+        return [f for f in fields if f not in self.cmdline_fields]
+
+    def get_search_fields(self, request):
+        # A search is a probe too: "--password=a…" finds or not.
+        if may_see_full_cmdline(request.user):
+            return self.search_fields
+        return [f for f in self.search_fields if f not in self.cmdline_fields]
+
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
+    cmdline_fields = ("data",)
     list_display = ["ts", "host", "kind", "message", "count"]
     list_filter = ["kind", "host"]
     search_fields = ["message"]
@@ -64,6 +81,7 @@ class EventAdmin(ReadOnlyAdmin):
 
 @admin.register(Process)
 class ProcessAdmin(ReadOnlyAdmin):
+    cmdline_fields = ("cmdline",)
     list_display = [
         "name",
         "pid",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import F, Q, QuerySet
 
 from monitoring.models import Host, HostSample, ProcessSample
+from monitoring.redaction import may_see_full_cmdline, redact
 
 SORTS = {
     "cpu": "cpu_percent",
@@ -56,11 +57,12 @@ class Selection:
     rows: QuerySet
 
 
-def select(host: Host, at=None, q="", user="", pid="", sort="-cpu") -> Selection:
+def select(host: Host, at=None, q="", user="", pid="", sort="-cpu", reader=None) -> Selection:
     """The processes of the last sample at or before `at` (default: the newest).
 
     `at` counts to the millisecond, as browsers and epoch-ms clients give it, while
     samples are stored to the microsecond: a sample inside `at`'s millisecond counts.
+    `q` searches the command line as `reader` (a user) sees it.
 
     Raises FilterError naming the parameter for a bad regex, pid or sort key."""
     samples = HostSample.objects.filter(host=host)
@@ -70,10 +72,13 @@ def select(host: Host, at=None, q="", user="", pid="", sort="-cpu") -> Selection
     rows = ProcessSample.objects.filter(host=host, ts=ts).select_related("process")
     if q:
         try:
-            re.compile(q)
+            pattern = re.compile(q)
         except re.error as exc:
             raise FilterError("q", f"Not a valid regular expression: {exc}") from None
-        rows = rows.filter(Q(process__name__regex=q) | Q(process__cmdline__regex=q))
+        if may_see_full_cmdline(reader):
+            rows = rows.filter(Q(process__name__regex=q) | Q(process__cmdline__regex=q))
+        else:
+            rows = _shown_matches(rows, pattern)
     if user:
         rows = rows.filter(process__username=user)
     if pid:
@@ -86,3 +91,15 @@ def select(host: Host, at=None, q="", user="", pid="", sort="-cpu") -> Selection
     field = F(SORTS[key])
     order = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
     return Selection(ts=ts, rows=rows.order_by(order, "process__pid"))
+
+
+def _shown_matches(rows: QuerySet, pattern: re.Pattern) -> QuerySet:
+    """Rows whose name or redacted command line match: a search of the stored text
+    would probe a masked secret a character at a time. A sample's rows are few (top N)."""
+    candidates = rows.values_list("pk", "process__name", "process__cmdline")
+    keep = [
+        pk
+        for pk, name, cmdline in candidates
+        if pattern.search(name) or pattern.search(redact(cmdline))
+    ]
+    return rows.filter(pk__in=keep)

@@ -2,8 +2,7 @@ from datetime import datetime, timedelta
 
 import psutil
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.db.models import F
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed
@@ -12,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from monitoring import timeseries
+from monitoring import redaction, timeseries
 from monitoring.models import (
     ApiToken,
     Event,
@@ -107,7 +106,7 @@ def host_detail(request, host_id: int):
         "summaries": summaries(host, timezone.now()),
         "events": Event.objects.filter(host=host).select_related("process")[:10],
         "sampler": sampler_status() if host.is_local else None,
-        "table": process_table(host, request.GET),
+        "table": process_table(host, request.GET, request.user),
         "page_data": {
             "host": host.pk,
             "interval": host.sample_interval,
@@ -120,14 +119,16 @@ def host_detail(request, host_id: int):
     return render(request, "monitoring/host_detail.html", context)
 
 
-def process_table(host: Host, params) -> dict:
-    """Context of the process table: the latest sample, or the last one at or before `at`."""
+def process_table(host: Host, params, reader) -> dict:
+    """Context of the process table: the latest sample, or the last one at or before `at`,
+    as `reader` (a user) may see it."""
     query = {k: params.get(k, "").strip() for k in ("q", "user", "pid")}
     sort = params.get("sort", "-cpu")
     view = "tree" if params.get("view") == "tree" else "table"
     context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
     try:
-        selection = select(host, at=parse_time(params.get("at")), sort=sort, **query)
+        at = parse_time(params.get("at"))
+        selection = select(host, at=at, sort=sort, reader=reader, **query)
         rows, context["ts"], context["error"] = selection.rows, selection.ts, None
     except FilterError as exc:
         rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, str(exc)
@@ -167,7 +168,7 @@ def process_tree(rows: list[ProcessSample]) -> list[dict]:
 @login_required
 def host_processes(request, host_id: int):
     host = get_host_for_user(request.user, host_id)
-    context = {"table": process_table(host, request.GET), "host": host}
+    context = {"table": process_table(host, request.GET, request.user), "host": host}
     return render(request, "monitoring/process_table.html", context)
 
 
@@ -227,9 +228,11 @@ def _running(process: Process) -> psutil.Process | None:
 
 
 @require_GET
-@staff_member_required
+@login_required
+@permission_required(redaction.PROCESS_INTERNALS, raise_exception=True)
 def process_live(request, process_id: int):
-    """Open files, connections and environment of a running local process (admins only)."""
+    """Open files, connections and environment of a running local process; secret-looking
+    environment values are masked even here."""
     process = get_process_for_user(request.user, process_id)
     if not process.host.is_local:
         raise Http404("live details exist only for processes of this machine")
@@ -250,7 +253,7 @@ def process_live(request, process_id: int):
                     for c in live.net_connections()
                 ],
             ),
-            ("environ", lambda: sorted(live.environ().items())),
+            ("environ", lambda: redaction.environment(live.environ().items())),
         ):
             try:
                 info[name] = read()

@@ -9,6 +9,7 @@ clear message.
 
 import ipaddress
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -348,3 +349,21 @@ AXES_LOCKOUT_CALLABLE = "monitoring.views.locked_out"
 # A success would delete every failure from its address too, guesses at other
 # accounts included: failures only expire.
 AXES_RESET_ON_SUCCESS = False
+
+
+def patterns(name: str) -> list[str]:
+    """Regular expressions separated by whitespace (write a space inside one as \\s)."""
+    result = []
+    for pattern in env(name).split():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            CONFIG_ERRORS.append(f"{name}: {pattern!r} is not a regular expression ({exc}).")
+        else:
+            result.append(pattern)
+    return result
+
+
+# Command-line secrets to mask for users without monitoring.view_full_cmdline, beside
+# the defaults in monitoring/redaction.py: the first group, else the whole match.
+PTRACKER_REDACT_PATTERNS = patterns("PTRACKER_REDACT_PATTERNS")
