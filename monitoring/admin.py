@@ -40,7 +40,8 @@ class RetentionAdmin(admin.ModelAdmin):
     list_display = ["__str__"]
 
     def has_add_permission(self, request):
-        return not Retention.objects.exists()
+        # One row: never a second, and the first only with the permission to add it.
+        return super().has_add_permission(request) and not Retention.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False
