@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from monitoring.models import (
@@ -113,18 +115,35 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         return ["name", "user", "read_only"] + (self.readonly_fields if obj else [])
 
+    def get_queryset(self, request):
+        tokens = super().get_queryset(request)
+        return tokens if request.user.is_superuser else tokens.filter(user=request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # A token acts as its user: only a superuser may make one for someone else.
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_changeform_initial_data(self, request):
         return {"user": request.user.pk}
 
     def save_model(self, request, obj, form, change):
         if not change:
-            secret = obj.set_secret()
-            # The only time the secret exists outside the caller's hands.
-            messages.warning(
-                request,
-                f"Token for “{obj.name}”: {secret} — copy it now, it will not be shown again.",
-            )
+            obj.new_secret = obj.set_secret()
         super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The secret, once, in this answer: not in a message, which travels in a cookie
+        and through a redirect. The admin marks its answers never_cache."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API token made",
+            "token": obj,
+            "secret": obj.new_secret,
+        }
+        return TemplateResponse(request, "admin/monitoring/apitoken/made.html", context)
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):

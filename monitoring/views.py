@@ -9,6 +9,7 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from monitoring import redaction, timeseries
@@ -291,9 +292,11 @@ def events(request):
     return render(request, "monitoring/events.html", context)
 
 
+@never_cache  # the page may show a new token's secret: no cache may keep it
 @login_required
 def tokens(request):
-    """A user's own API tokens: make one (its secret shown once), revoke one."""
+    """A user's own API tokens: make one (its secret shown once, in the answer to the
+    POST itself, never in a cookie or a redirect), revoke one."""
     secret = error = None
     if request.method == "POST":
         if "revoke" in request.POST:
