@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from monitoring.models import (
@@ -12,6 +14,7 @@ from monitoring.models import (
     Service,
     WatchedProcess,
 )
+from monitoring.redaction import may_see_full_cmdline
 
 
 @admin.register(Host)
@@ -47,22 +50,39 @@ class RetentionAdmin(admin.ModelAdmin):
     list_display = ["__str__"]
 
     def has_add_permission(self, request):
-        return not Retention.objects.exists()
+        # One row: never a second, and the first only with the permission to add it.
+        return super().has_add_permission(request) and not Retention.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    # Fields that may hold a command line: only for who may see command lines whole.
+    cmdline_fields: tuple[str, ...] = ()
+
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if may_see_full_cmdline(request.user):
+            return fields
+        return [f for f in fields if f not in self.cmdline_fields]
+
+    def get_search_fields(self, request):
+        # A search is a probe too: "--password=a…" finds or not.
+        if may_see_full_cmdline(request.user):
+            return self.search_fields
+        return [f for f in self.search_fields if f not in self.cmdline_fields]
+
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
+    cmdline_fields = ("data",)
     list_display = ["ts", "host", "kind", "message", "count"]
     list_filter = ["kind", "host"]
     search_fields = ["message"]
@@ -72,6 +92,7 @@ class EventAdmin(ReadOnlyAdmin):
 
 @admin.register(Process)
 class ProcessAdmin(ReadOnlyAdmin):
+    cmdline_fields = ("cmdline",)
     list_display = [
         "name",
         "pid",
@@ -102,18 +123,35 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         return ["name", "user", "read_only"] + (self.readonly_fields if obj else [])
 
+    def get_queryset(self, request):
+        tokens = super().get_queryset(request)
+        return tokens if request.user.is_superuser else tokens.filter(user=request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # A token acts as its user: only a superuser may make one for someone else.
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_changeform_initial_data(self, request):
         return {"user": request.user.pk}
 
     def save_model(self, request, obj, form, change):
         if not change:
-            secret = obj.set_secret()
-            # The only time the secret exists outside the caller's hands.
-            messages.warning(
-                request,
-                f"Token for “{obj.name}”: {secret} — copy it now, it will not be shown again.",
-            )
+            obj.new_secret = obj.set_secret()
         super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The secret, once, in this answer: not in a message, which travels in a cookie
+        and through a redirect. The admin marks its answers never_cache."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API token made",
+            "token": obj,
+            "secret": obj.new_secret,
+        }
+        return TemplateResponse(request, "admin/monitoring/apitoken/made.html", context)
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):

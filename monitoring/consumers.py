@@ -10,6 +10,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from monitoring.live import FLEET, group_name, poller
 from monitoring.models import Host
+from monitoring.redaction import may_see_full_cmdline
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -19,6 +20,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)  # refused before accept: the handshake fails
             return
         self.topics: set[str] = set()
+        # Who sees command lines whole gets its own group: the poller serializes once per
+        # kind of reader, not per socket.
+        full = await database_sync_to_async(may_see_full_cmdline)(user)
+        self.host_suffix = ".full" if full else ""
         await self.accept()
 
     async def disconnect(self, code) -> None:
@@ -52,7 +57,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             except ValueError:
                 host_id = None
             if host_id and await database_sync_to_async(Host.objects.filter(pk=host_id).exists)():
-                return f"host.{host_id}"
+                return f"host.{host_id}{self.host_suffix}"
         await self.send_json({"kind": "error", "error": f"unknown topic {name!r}"})
         return None
 

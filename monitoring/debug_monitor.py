@@ -1,9 +1,10 @@
 """/debug/monitor/*: ptracker watching its own process tree, on demand.
 
-Off unless PTRACKER_DEBUG_MONITOR=1, and then for admins only. A session samples the
-tree (the `ptracker run` supervisor, Daphne, the cluster and its workers) in a thread
-of the web process that serves the requests; with several web processes each has
-its own session.
+Off unless PTRACKER_DEBUG_MONITOR=1, and then only for users with the permission
+monitoring.view_process_internals (superusers have it). A session samples the tree
+(the `ptracker run` supervisor, Daphne, the cluster and its workers) in a thread of
+the web process that serves the requests; with several web processes each has its
+own session.
 """
 
 import functools
@@ -19,10 +20,11 @@ from django.template.loader import render_to_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view, permission_classes
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from monitoring.api.auth import ReadOnlyTokens
+from monitoring.redaction import PROCESS_INTERNALS
 from monitoring.sampling import TickLoop, tree_sampler
 
 MAX_SAMPLES = 3600  # a session keeps at most this many snapshots (an hour at 1 s)
@@ -176,14 +178,19 @@ def enabled(view):
     return wrapped
 
 
-# DRF views: admins with a session (CSRF checked) or an API token (curl).
-admin_only = permission_classes([IsAdminUser, ReadOnlyTokens])
+class SeesProcessInternals(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return request.user.has_perm(PROCESS_INTERNALS)
+
+
+# DRF views: a session (CSRF checked) or an API token (curl) of a permitted user.
+internals_only = permission_classes([SeesProcessInternals, ReadOnlyTokens])
 
 
 @enabled
 @extend_schema(tags=["debug monitor"], responses={200: OpenApiTypes.OBJECT})
 @api_view(["GET"])
-@admin_only
+@internals_only
 def snapshot_view(request):
     monitor = TreeMonitor()
     monitor.snapshot()
@@ -199,7 +206,7 @@ def snapshot_view(request):
     responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
 )
 @api_view(["POST"])
-@admin_only
+@internals_only
 def start_view(request):
     try:
         interval = float(request.query_params.get("interval", request.data.get("interval", 1)))
@@ -221,7 +228,7 @@ def start_view(request):
     responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
 )
 @api_view(["POST"])
-@admin_only
+@internals_only
 def stop_view(request):
     session = collector.stop()
     if session is None:
@@ -234,7 +241,7 @@ def stop_view(request):
     tags=["debug monitor"], responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT}
 )
 @api_view(["GET"])
-@admin_only
+@internals_only
 def summary_view(request):
     if collector.session is None:
         return Response({"error": "no session was started"}, status=409)
@@ -251,7 +258,7 @@ def summary_view(request):
     },
 )
 @api_view(["GET"])
-@admin_only
+@internals_only
 def report_view(request):
     session = collector.session
     if session is None:

@@ -31,7 +31,7 @@ FLEET = "fleet"
 
 
 def group_name(topic: str) -> str:
-    """topic: "fleet" or "host.<id>"."""
+    """topic: "fleet", "host.<id>" (command lines redacted) or "host.<id>.full"."""
     return f"live.{PROCESS_TAG}.{topic}"
 
 
@@ -92,10 +92,10 @@ class Poller:
             self.watermark = max(self.watermark, sample.id)
             host: Host = sample.host
             host.last_seen = max(host.last_seen or sample.ts, sample.ts)
-            topic = f"host.{host.pk}"
-            if topic in self.topics:
-                data = snapshot(host, sample, processes=True)
-                messages.append((topic, {"kind": "sample", "data": data}))
+            for topic, full in ((f"host.{host.pk}", False), (f"host.{host.pk}.full", True)):
+                if topic in self.topics:
+                    data = snapshot(host, sample, processes=True, full_cmdline=full)
+                    messages.append((topic, {"kind": "sample", "data": data}))
             if FLEET in self.topics:
                 data = snapshot(host, sample, processes=False)
                 messages.append((FLEET, {"kind": "host", "data": data}))

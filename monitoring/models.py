@@ -231,6 +231,13 @@ class Process(models.Model):
         ]
         indexes = [models.Index(fields=["host", "last_seen"])]
         verbose_name_plural = "processes"
+        permissions = [
+            ("view_full_cmdline", "Can see command lines unredacted"),
+            (
+                "view_process_internals",
+                "Can see open files, connections and environment of running processes",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.pid})"

@@ -7,6 +7,7 @@ from django.db.models import F, QuerySet
 
 from monitoring.models import Host, HostSample, ProcessSample
 from monitoring.patterns import PatternError, Regex, compile_pattern, matches_process
+from monitoring.redaction import may_see_full_cmdline, redact
 
 SORTS = {
     "cpu": "cpu_percent",
@@ -56,11 +57,12 @@ class Selection:
     rows: QuerySet
 
 
-def select(host: Host, at=None, q="", user="", pid="", sort="-cpu") -> Selection:
+def select(host: Host, at=None, q="", user="", pid="", sort="-cpu", reader=None) -> Selection:
     """The processes of the last sample at or before `at` (default: the newest).
 
     `at` counts to the millisecond, as browsers and epoch-ms clients give it, while
     samples are stored to the microsecond: a sample inside `at`'s millisecond counts.
+    `q` searches the command line as `reader` (a user) sees it.
 
     Raises FilterError naming the parameter for a bad regex, pid or sort key."""
     samples = HostSample.objects.filter(host=host)
@@ -82,19 +84,25 @@ def select(host: Host, at=None, q="", user="", pid="", sort="-cpu") -> Selection
     if key not in SORTS:
         raise FilterError("sort", f"sort by one of {', '.join(SORTS)} (- for descending)")
     if regex is not None:
-        rows = rows.filter(pk__in=matching(rows, regex))
+        rows = rows.filter(pk__in=matching(rows, regex, reader))
     field = F(SORTS[key])
     order = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
     return Selection(ts=ts, rows=rows.order_by(order, "process__pid"))
 
 
-def matching(rows: QuerySet, regex: Regex) -> list[int]:
+def matching(rows: QuerySet, regex: Regex, reader=None) -> list[int]:
     """ids of the rows whose process matches, tested here with RE2, not by the database.
 
     Not `__regex`: on SQLite Django runs it with Python's backtracking `re` inside the
     server process, and PostgreSQL's engine does not promise linear time either. One
     moment holds only the stored processes of one sample (top N by CPU and by memory,
     watched, GPU users: tens of rows), so reading their names here is cheap, and both
-    databases then behave the same."""
+    databases then behave the same. The command line is searched as `reader` sees it:
+    a search of the stored text would probe a masked secret a character at a time."""
+    full = may_see_full_cmdline(reader)
     found = rows.values_list("pk", "process__name", "process__cmdline")
-    return [pk for pk, name, cmdline in found if matches_process(regex, name, cmdline)]
+    return [
+        pk
+        for pk, name, cmdline in found
+        if matches_process(regex, name, cmdline if full else redact(cmdline))
+    ]

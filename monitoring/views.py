@@ -1,18 +1,19 @@
 from datetime import datetime, timedelta
 
 import psutil
-from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required
+from django.conf import settings
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.http import Http404, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from monitoring import timeseries
+from monitoring import redaction, timeseries
 from monitoring.models import (
     ApiToken,
     Event,
@@ -107,7 +108,7 @@ def host_detail(request, host_id: int):
         "summaries": summaries(host, timezone.now()),
         "events": Event.objects.filter(host=host).select_related("process")[:10],
         "sampler": sampler_status() if host.is_local else None,
-        "table": process_table(host, request.GET),
+        "table": process_table(host, request.GET, request.user),
         "services": list(host.services.all()),
         "page_data": {
             "host": host.pk,
@@ -121,14 +122,16 @@ def host_detail(request, host_id: int):
     return render(request, "monitoring/host_detail.html", context)
 
 
-def process_table(host: Host, params) -> dict:
-    """Context of the process table: the latest sample, or the last one at or before `at`."""
+def process_table(host: Host, params, reader) -> dict:
+    """Context of the process table: the latest sample, or the last one at or before `at`,
+    as `reader` (a user) may see it."""
     query = {k: params.get(k, "").strip() for k in ("q", "user", "pid")}
     sort = params.get("sort", "-cpu")
     view = "tree" if params.get("view") == "tree" else "table"
     context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
     try:
-        selection = select(host, at=parse_time(params.get("at")), sort=sort, **query)
+        at = parse_time(params.get("at"))
+        selection = select(host, at=at, sort=sort, reader=reader, **query)
         rows, context["ts"], context["error"] = selection.rows, selection.ts, None
     except FilterError as exc:
         rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, str(exc)
@@ -168,7 +171,7 @@ def process_tree(rows: list[ProcessSample]) -> list[dict]:
 @login_required
 def host_processes(request, host_id: int):
     host = get_host_for_user(request.user, host_id)
-    context = {"table": process_table(host, request.GET), "host": host}
+    context = {"table": process_table(host, request.GET, request.user), "host": host}
     return render(request, "monitoring/process_table.html", context)
 
 
@@ -228,9 +231,11 @@ def _running(process: Process) -> psutil.Process | None:
 
 
 @require_GET
-@staff_member_required
+@login_required
+@permission_required(redaction.PROCESS_INTERNALS, raise_exception=True)
 def process_live(request, process_id: int):
-    """Open files, connections and environment of a running local process (admins only)."""
+    """Open files, connections and environment of a running local process; secret-looking
+    environment values are masked even here."""
     process = get_process_for_user(request.user, process_id)
     if not process.host.is_local:
         raise Http404("live details exist only for processes of this machine")
@@ -251,7 +256,7 @@ def process_live(request, process_id: int):
                     for c in live.net_connections()
                 ],
             ),
-            ("environ", lambda: sorted(live.environ().items())),
+            ("environ", lambda: redaction.environment(live.environ().items())),
         ):
             try:
                 info[name] = read()
@@ -289,9 +294,11 @@ def events(request):
     return render(request, "monitoring/events.html", context)
 
 
+@never_cache  # the page may show a new token's secret: no cache may keep it
 @login_required
 def tokens(request):
-    """A user's own API tokens: make one (its secret shown once), revoke one."""
+    """A user's own API tokens: make one (its secret shown once, in the answer to the
+    POST itself, never in a cookie or a redirect), revoke one."""
     secret = error = None
     if request.method == "POST":
         if "revoke" in request.POST:
@@ -355,3 +362,13 @@ def add_server(request):
     response = render(request, "monitoring/add_server.html", context, status=status)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def locked_out(request, *_) -> HttpResponse:
+    """django-axes' answer to a sign-in while the account or address is locked out
+    (AXES_LOCKOUT_CALLABLE; axes passes further arguments that differ by version)."""
+    context = {
+        "limit": settings.AXES_FAILURE_LIMIT,
+        "minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+    }
+    return render(request, "registration/locked_out.html", context, status=429)

@@ -9,7 +9,9 @@ clear message.
 
 import ipaddress
 import os
+import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -326,3 +328,42 @@ LOGGING = {
         "django_q": {"handlers": ["console"], "level": "WARNING"},
     },
 }
+
+# --- Sign-in throttling, permissions, redaction --------------------------------------
+# django-axes counts failed sign-ins (/login/, /admin/login/: whatever calls
+# authenticate() with a request) per username and per address, each on its own: five
+# failures lock that account, and that address, for 15 minutes, even with the right
+# password. API tokens never call authenticate(), so they are not counted. A superuser
+# clears a lockout in the admin (Axes › Access attempts: delete the rows) or with
+# `ptracker manage axes_reset_username <name>`.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes requires
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out attempt
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "monitoring.views.locked_out"
+# A success would delete every failure from its address too, guesses at other
+# accounts included: failures only expire.
+AXES_RESET_ON_SUCCESS = False
+
+
+def patterns(name: str) -> list[str]:
+    """Regular expressions separated by whitespace (write a space inside one as \\s)."""
+    result = []
+    for pattern in env(name).split():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            CONFIG_ERRORS.append(f"{name}: {pattern!r} is not a regular expression ({exc}).")
+        else:
+            result.append(pattern)
+    return result
+
+
+# Command-line secrets to mask for users without monitoring.view_full_cmdline, beside
+# the defaults in monitoring/redaction.py: the first group, else the whole match.
+PTRACKER_REDACT_PATTERNS = patterns("PTRACKER_REDACT_PATTERNS")

@@ -1,8 +1,25 @@
-"""One serializer per resource, shared by the REST API and the websocket feed."""
+"""One serializer per resource, shared by the REST API and the websocket feed.
+
+Command lines leave redacted unless the context's request comes from a user who may
+see them whole, or the context says `full_cmdline`: without either they are hidden.
+"""
 
 from rest_framework import serializers
 
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
+from monitoring.redaction import may_see_full_cmdline, redact
+
+
+def shown_cmdline(context: dict, cmdline: str) -> str:
+    request = context.get("request")
+    if context.get("full_cmdline") or (request and may_see_full_cmdline(request.user)):
+        return cmdline
+    return redact(cmdline)
+
+
+class CmdlineField(serializers.CharField):
+    def to_representation(self, value) -> str:
+        return shown_cmdline(self.context, super().to_representation(value))
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -49,6 +66,7 @@ class HostListSerializer(HostSerializer):
 class ProcessSerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name")
     watched = serializers.CharField(source="watched.name", default=None)
+    cmdline = CmdlineField()
 
     class Meta:
         model = Process
@@ -93,7 +111,7 @@ class ProcessSampleSerializer(serializers.ModelSerializer):
     ppid = serializers.IntegerField(source="process.ppid")
     name = serializers.CharField(source="process.name")
     username = serializers.CharField(source="process.username")
-    cmdline = serializers.CharField(source="process.cmdline")
+    cmdline = CmdlineField(source="process.cmdline")
     watched = serializers.BooleanField(source="process.watched_id")
 
     class Meta:
@@ -121,6 +139,7 @@ class ProcessSampleSerializer(serializers.ModelSerializer):
 class EventSerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name")
     kind_display = serializers.CharField(source="get_kind_display")
+    data = serializers.SerializerMethodField()
 
     class Meta:
         model = Event
@@ -137,8 +156,16 @@ class EventSerializer(serializers.ModelSerializer):
             "data",
         ]
 
+    def get_data(self, event: Event) -> dict:
+        data = dict(event.data)  # process_started events keep the command line
+        if "cmdline" in data:
+            data["cmdline"] = shown_cmdline(self.context, data["cmdline"])
+        return data
 
-def snapshot(host: Host, sample: HostSample | None, processes: bool = True) -> dict:
+
+def snapshot(
+    host: Host, sample: HostSample | None, processes: bool = True, full_cmdline: bool = False
+) -> dict:
     """The current state of a host: the REST snapshot and the websocket payload."""
     data = {"host": HostSerializer(host).data, "sample": None, "gpus": [], "processes": []}
     if sample is None:
@@ -152,5 +179,6 @@ def snapshot(host: Host, sample: HostSample | None, processes: bool = True) -> d
             .select_related("process")
             .order_by("-cpu_percent")
         )
-        data["processes"] = ProcessSampleSerializer(rows, many=True).data
+        context = {"full_cmdline": full_cmdline}
+        data["processes"] = ProcessSampleSerializer(rows, many=True, context=context).data
     return data

@@ -23,6 +23,7 @@ from monitoring.api.serializers import (
 )
 from monitoring.models import Event, Host, HostSample, Process
 from monitoring.process_table import FilterError, select
+from monitoring.redaction import may_see_full_cmdline
 
 
 def parse_time(value: str, field: str) -> datetime:
@@ -118,7 +119,8 @@ class SnapshotView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, host_id: int):
         host = get_object_or_404(Host, pk=host_id)
-        return Response(snapshot(host, host.latest_sample()))
+        full = may_see_full_cmdline(request.user)
+        return Response(snapshot(host, host.latest_sample(), full_cmdline=full))
 
 
 class ProcessPages(PageNumberPagination):
@@ -168,6 +170,7 @@ class HostProcesses(ListAPIView):
                 user=params.get("user", ""),
                 pid=params.get("pid", ""),
                 sort=params.get("sort", "-cpu"),
+                reader=self.request.user,
             ).rows
         except FilterError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
@@ -185,7 +188,8 @@ class ProcessDetail(RetrieveAPIView):
         process = self.get_object()
         data = self.get_serializer(process).data
         events = Event.objects.filter(process=process).select_related("host").order_by("ts")
-        data["events"] = EventSerializer(events, many=True).data
+        context = self.get_serializer_context()
+        data["events"] = EventSerializer(events, many=True, context=context).data
         return Response(data)
 
 
