@@ -25,7 +25,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 
 from monitoring import collectors
-from monitoring.collectors import COLLECTORS
+from monitoring.collectors import COLLECTORS, processes
 from monitoring.collectors.processes import Identity, ProcessReading
 from monitoring.collectors.system import CpuTimes, platform_info
 from monitoring.patterns import Regex
@@ -239,7 +239,8 @@ def _field_kinds(annotation) -> tuple[tuple[type, ...], bool]:
 
 @dataclass(frozen=True)
 class StaticInfo:
-    name: str  # the name these were read under: a new name means the process exec'd
+    read_as: str  # the collector's name when these were read: a new one means exec
+    name: str  # the whole program name (the kernel's may be cut at 15 characters)
     cmdline: str
     exe: str
     username: str
@@ -252,9 +253,12 @@ class Sampler:
         watches: list[Watch] | None = None,
         min_window: float = 0.0,
         collectors: dict[str, Callable] | None = None,
+        static: dict[Identity, StaticInfo] | None = None,
     ) -> None:
         """`collectors` replaces the registry's functions by name (a narrower process
-        list for a process tree, a broken one in a test)."""
+        list for a process tree, a broken one in a test). `static` is a cache of
+        static process fields to start from and keep up to date: a later Sampler in
+        the same process need not read every command line again."""
         self.collectors = {**COLLECTORS, **(collectors or {})}
         self.top_n = top_n
         self.watches = watches or []
@@ -265,7 +269,7 @@ class Sampler:
         self.proc_counters = Counters()  # per process identity, swept every tick
         self.cpu: CpuTimes | None = None
         self.per_cpu: tuple[CpuTimes, ...] = ()
-        self.static: dict[Identity, StaticInfo] = {}
+        self.static = {} if static is None else static
         # systemd units to read besides the failed ones (globs), and how often.
         self.service_patterns: tuple[str, ...] = ()
         self.services_every = 30.0
@@ -304,7 +308,7 @@ class Sampler:
         network = self.run_collector("network")
         gpus = self.run_collector("gpu") or []
         procs = self.run_collector(
-            "processes", {ident: info.name for ident, info in self.static.items()}
+            "processes", {ident: info.read_as for ident, info in self.static.items()}
         )
         now_procs = time.monotonic()
 
@@ -438,57 +442,128 @@ class Sampler:
         gpu_memory_by_pid: dict[int, int],
         on_gpu: set[int],
     ) -> None:
-        alive = set()
-        rows = []
-        threads_total = 0
-        for r in readings:
-            ident = r.identity
-            alive.add(ident)
-            if r.cmdline is not None:  # first sight of this identity, or it exec'd
-                self.static[ident] = StaticInfo(
-                    name=r.name,
-                    cmdline=" ".join(r.cmdline),
-                    exe=r.exe or "",
-                    username=r.username or "",
-                )
-            static = self.static.get(ident) or StaticInfo(r.name, "", "", "")
-            cpu_rate = self.proc_counters.rate((ident, "cpu"), r.cpu_seconds, now)
-            threads_total += r.threads or 0
-            row = ProcessRow(
-                pid=r.pid,
-                create_time=r.create_time,
-                ppid=r.ppid,
-                name=r.name,
-                cmdline=static.cmdline,
-                exe=static.exe,
-                username=static.username,
-                status=r.status or "",
-                cpu_percent=None if cpu_rate is None else round(100 * cpu_rate, 2),
-                rss=r.rss,
-                vms=r.vms,
-                mem_percent=round(100 * r.rss / mem_total, 3) if r.rss and mem_total else None,
-                threads=r.threads,
-                read_bps=self.proc_counters.rate((ident, "read"), r.read_bytes, now),
-                write_bps=self.proc_counters.rate((ident, "write"), r.write_bytes, now),
-                gpu_memory=gpu_memory_by_pid.get(r.pid),
-                on_gpu=r.pid in on_gpu,
-            )
-            for watch in self.watches:
-                if watch.matches(row.name, row.cmdline, row.exe):
-                    row.watched_id = watch.id
-                    batch.watched_running.add(watch.id)
-                    break
-            rows.append(row)
+        alive = {r.identity for r in readings}
         self.proc_counters.keep_only(alive)
-        self.static = {k: v for k, v in self.static.items() if k in alive}
-
+        for gone in self.static.keys() - alive:
+            del self.static[gone]  # in place: the cache may outlive this Sampler
+        # A watch on cmdline or exe must see every process's; a name watch needs the
+        # command line only where the kernel cut the name.
+        every = any(w.field != "name" for w in self.watches)
+        cut_names = bool(self.watches)
+        read = []  # (row, its reading, static fields known)
+        for r in readings:
+            static = self._static(r)
+            watched_for = every or (cut_names and len(r.name) >= processes.COMM_MAX)
+            if static is None and not r.detailed and watched_for:
+                r = processes.details(r, static=True) or r
+                static = self._static(r)
+            row = self._row(r, static, now, gpu_memory_by_pid, on_gpu)
+            if row.watched_id is not None:
+                batch.watched_running.add(row.watched_id)
+            read.append((row, r, static is not None))
+        self._exact_rss(read)
+        rows = [row for row, _, _ in read]
         keep = select(rows, self.top_n)
+        self._complete(read, keep, now)
+
         batch.processes = [r for r in rows if id(r) in keep]
+        for row in batch.processes:
+            if row.rss and mem_total:
+                row.mem_percent = round(100 * row.rss / mem_total, 3)
         rest = [r for r in rows if id(r) not in keep]
         batch.host["process_count"] = len(rows)
-        batch.host["thread_count"] = threads_total
+        batch.host["thread_count"] = sum(r.threads or 0 for r in rows)
         batch.host["other_cpu_percent"] = round(sum(r.cpu_percent or 0 for r in rest), 2)
         batch.host["other_rss"] = sum(r.rss or 0 for r in rest)
+
+    def _static(self, r: ProcessReading) -> StaticInfo | None:
+        """The static fields of r's identity under its current program, if known."""
+        if r.cmdline is not None:  # read with r: first sight, exec, or details()
+            self.static[r.identity] = StaticInfo(
+                read_as=r.name,
+                name=processes.full_name(r.name, r.cmdline),
+                cmdline=" ".join(r.cmdline),
+                exe=r.exe or "",
+                username=r.username or "",
+            )
+        static = self.static.get(r.identity)
+        return static if static is not None and static.read_as == r.name else None
+
+    def _row(
+        self,
+        r: ProcessReading,
+        static: StaticInfo | None,
+        now: float,
+        gpu_memory_by_pid: dict[int, int],
+        on_gpu: set[int],
+    ) -> ProcessRow:
+        """A row without I/O rates (see _complete); matched against the watches."""
+        cpu_rate = self.proc_counters.rate((r.identity, "cpu"), r.cpu_seconds, now)
+        row = ProcessRow(
+            pid=r.pid,
+            create_time=r.create_time,
+            ppid=r.ppid,
+            name=r.name,
+            cmdline="",
+            exe="",
+            username="",
+            status=r.status or "",
+            cpu_percent=None if cpu_rate is None else round(100 * cpu_rate, 2),
+            rss=r.rss,
+            vms=r.vms,
+            mem_percent=None,  # set for the rows kept, once their RSS is exact
+            threads=r.threads,
+            read_bps=None,
+            write_bps=None,
+            gpu_memory=gpu_memory_by_pid.get(r.pid),
+            on_gpu=r.pid in on_gpu,
+        )
+        if static is not None:
+            _set_static(row, static)
+        for watch in self.watches:
+            if watch.matches(row.name, row.cmdline, row.exe):
+                row.watched_id = watch.id
+                break
+        return row
+
+    def _exact_rss(self, read: list) -> None:
+        """Make the RSS exact wherever its estimate (see processes.rss_slack) could
+        change the top N by memory: every row within twice the slack of the Nth."""
+        slack = max((r.rss_slack for _, r, _ in read), default=0)
+        if not slack or not 0 < self.top_n < len(read):
+            return
+        nth = sorted((row.rss or 0 for row, _, _ in read), reverse=True)[self.top_n - 1]
+        for i, (row, r, known) in enumerate(read):
+            if r.rss_slack and (row.rss or 0) >= nth - 2 * slack:
+                r = processes.exact_memory(r)
+                row.rss, row.vms = r.rss, r.vms
+                read[i] = (row, r, known)
+
+    def _complete(self, read: list, keep: set[int], now: float) -> None:
+        """Read what a stat-only reading lacks for the rows kept, then every row's I/O
+        rate. A process kept now but not last tick has no previous I/O reading, so
+        no I/O rate this tick; one gone before its details are read is not stored."""
+        for row, r, known in read:
+            if id(row) in keep and not r.detailed:
+                done = processes.details(r, static=not known)
+                if done is None:
+                    keep.discard(id(row))
+                else:
+                    r = done
+                    row.rss, row.vms = r.rss, r.vms
+                    if not known:
+                        _set_static(row, self._static(r))
+            # Not read (a row not kept) is None too: the baseline is dropped, never
+            # left to give a rate over many ticks later.
+            row.read_bps = self.proc_counters.rate((r.identity, "read"), r.read_bytes, now)
+            row.write_bps = self.proc_counters.rate((r.identity, "write"), r.write_bytes, now)
+
+
+def _set_static(row: ProcessRow, static: StaticInfo) -> None:
+    row.name = static.name
+    row.cmdline = static.cmdline
+    row.exe = static.exe
+    row.username = static.username
 
 
 def tree_sampler(root_pid: int) -> Sampler:

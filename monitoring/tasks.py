@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 SAMPLER_TASK = "monitoring.tasks.run_sampler"
 
+# Command lines, exe and user of the processes seen, kept from one shift's Sampler to
+# the next in this worker, so a new shift does not read them all again.
+PROCESS_STATIC: dict = {}
+
 
 def sampler_lease_name() -> str:
     return f"sampler:{local_machine_id()}"
@@ -82,7 +86,9 @@ def run_sampler(
         host.sample_interval = interval
     if token is None:
         Event.record(host, "sampler_started", f"sampling every {interval} s", subject="sampler")
-    sampler = Sampler(top_n=settings.PTRACKER_TOP_N, watches=load_watches(host))
+    sampler = Sampler(
+        top_n=settings.PTRACKER_TOP_N, watches=load_watches(host), static=PROCESS_STATIC
+    )
     sampler.service_patterns = tuple(host.service_patterns.split())
 
     def store(batch: Batch) -> None:

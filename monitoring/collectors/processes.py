@@ -4,10 +4,19 @@ A process is identified by (pid, create_time): pids are reused. The fields that
 rarely change for one identity (cmdline, exe, username) cost a /proc read each, so
 they are read only for identities the caller does not already know, or whose name
 changed since: exec keeps the pid and create time but replaces the program.
+
+On Linux one read of /proc/<pid>/stat per process gives everything needed to choose
+the processes worth storing (identity, name, state, parent, CPU time, threads, an
+estimate of memory); `details()` then reads I/O counters, exact memory and static
+fields with psutil for the chosen few. psutil alone would read four to six files per
+process, and its ppid() reads stat a second time to rule out pid reuse. Elsewhere,
+or for a given list of processes, psutil reads everything of every process.
 """
 
+import os
+import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psutil
 
@@ -31,6 +40,10 @@ class ProcessReading:
     cmdline: tuple[str, ...] | None = None
     exe: str | None = None
     username: str | None = None
+    # False for a reading of /proc/<pid>/stat alone: I/O counters and static fields
+    # were not read (not unreadable), and the name is the kernel's, cut at 15 chars.
+    detailed: bool = True
+    rss_slack: int = 0  # bytes the rss may be off: see read_stat()
 
     @property
     def identity(self) -> Identity:
@@ -88,6 +101,160 @@ def read_process(proc: psutil.Process, known: Mapping[Identity, str]) -> Process
         return None  # not even name/create_time: nothing to identify it by
 
 
+def details(reading: ProcessReading, static: bool) -> ProcessReading | None:
+    """A stat-only reading completed by psutil: I/O counters, exact memory, and with
+    `static` the command line, exe and user. None if its process is gone since."""
+    try:
+        proc = psutil.Process(reading.pid)
+        with proc.oneshot():
+            if proc.create_time() != reading.create_time:
+                return None  # the pid was reused since the stat read
+            io = _field(proc.io_counters)
+            mem = _field(proc.memory_info)
+            more = {}
+            if static:
+                cmdline = _field(lambda: tuple(proc.cmdline()), ())
+                more = {
+                    "cmdline": cmdline,
+                    "exe": _field(proc.exe, ""),
+                    "username": _field(proc.username, ""),
+                }
+            if mem:
+                more.update(rss=mem.rss, vms=mem.vms, rss_slack=0)
+            return replace(
+                reading,
+                read_bytes=io.read_bytes if io else None,
+                write_bytes=io.write_bytes if io else None,
+                detailed=True,
+                **more,
+            )
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return None
+
+
+# The kernel keeps 15 characters of a program's name (comm). Like psutil, take the
+# whole name from the command line when it starts with the cut one, so that names
+# and watches on names are the same on both paths.
+COMM_MAX = 15
+
+
+def full_name(comm: str, cmdline: tuple[str, ...]) -> str:
+    if len(comm) >= COMM_MAX and cmdline:
+        program = os.path.basename(cmdline[0])
+        if program.startswith(comm):
+            return program
+    return comm
+
+
+# -- Linux: one read of /proc/<pid>/stat per process ---------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# The state letters of proc(5), in psutil's words.
+STATES = {
+    "R": "running",
+    "S": "sleeping",
+    "D": "disk-sleep",
+    "T": "stopped",
+    "t": "tracing-stop",
+    "Z": "zombie",
+    "X": "dead",
+    "x": "dead",
+    "K": "wake-kill",
+    "W": "waking",
+    "I": "idle",
+    "P": "parked",
+}
+
+
+def procfs_root() -> str | None:
+    """The /proc to read, or None off Linux. psutil.PROCFS_PATH is honoured, so a
+    recorded tree can stand in for the machine's."""
+    if not sys.platform.startswith("linux"):
+        return None
+    root = psutil.PROCFS_PATH
+    return root if os.path.exists(f"{root}/stat") else None
+
+
+def boot_time_and_cpus(root: str) -> tuple[float, int]:
+    """btime of <root>/stat, read as psutil reads it (create times, and so identities,
+    must equal psutil's to the last bit), and the number of CPUs online."""
+    boot, cpus = None, 0
+    with open(f"{root}/stat", "rb") as f:
+        for line in f:
+            if line.startswith(b"cpu") and line[3:4].isdigit():
+                cpus += 1
+            elif line.startswith(b"btime"):
+                boot = float(line.split()[1])
+    if boot is None:
+        raise RuntimeError(f"no btime line in {root}/stat")
+    return boot, cpus
+
+
+def rss_slack(cpus: int) -> int:
+    """How far stat's RSS may be from statm's, in bytes.
+
+    Since Linux 6.2 a process's page counts (file, anon, shmem) are per-CPU counters:
+    each CPU adds up to a batch of max(32, 2 x CPUs) pages before the total hears of
+    it. statm (and so psutil) sums them exactly; stat gives the running total."""
+    return 3 * (max(32, 2 * cpus) - 1) * cpus * PAGE_SIZE
+
+
+def exact_memory(reading: ProcessReading) -> ProcessReading:
+    """`reading` with RSS and VMS from statm, as psutil reads them; unchanged when
+    statm cannot be read."""
+    try:
+        with open(f"{psutil.PROCFS_PATH}/{reading.pid}/statm", "rb") as f:
+            vms, rss = f.read().split()[:2]
+        return replace(reading, rss=int(rss) * PAGE_SIZE, vms=int(vms) * PAGE_SIZE, rss_slack=0)
+    except (OSError, ValueError):
+        return reading
+
+
+def read_stat(root: str, pid: int, boot: float, slack: int) -> ProcessReading | None:
+    """One process from <root>/<pid>/stat; None if it is gone or unreadable.
+
+    Every field is psutil's but the RSS, which is up to `slack` off (rss_slack())."""
+    try:
+        fd = os.open(f"{root}/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)  # a stat line is under 2 KiB: one read gets it whole
+        finally:
+            os.close(fd)
+    except OSError:
+        return None  # exited since the listing, or not ours to read
+    # The name is in parentheses and may itself hold spaces and ")".
+    close = data.rfind(b")")
+    fields = data[close + 2 :].split()
+    try:
+        return ProcessReading(
+            pid=pid,
+            # Field by field as psutil computes them (proc(5) numbers minus 3).
+            create_time=float(fields[19]) / CLOCK_TICKS + boot,
+            ppid=int(fields[1]),
+            name=os.fsdecode(data[data.find(b"(") + 1 : close]),
+            status=STATES.get(fields[0].decode(), "?"),
+            cpu_seconds=float(fields[11]) / CLOCK_TICKS + float(fields[12]) / CLOCK_TICKS,
+            rss=int(fields[21]) * PAGE_SIZE,
+            vms=int(fields[20]),
+            threads=int(fields[17]),
+            read_bytes=None,
+            write_bytes=None,
+            detailed=False,
+            rss_slack=slack,
+        )
+    except (IndexError, ValueError):
+        return None  # a cut or garbled line: nothing trustworthy to identify it by
+
+
+def read_procfs(root: str) -> list[ProcessReading]:
+    """Every process under `root`, in pid order (as psutil.process_iter gives them)."""
+    boot, cpus = boot_time_and_cpus(root)
+    slack = rss_slack(cpus)
+    pids = sorted(int(name) for name in os.listdir(root) if name.isdigit())
+    return [r for pid in pids if (r := read_stat(root, pid, boot, slack)) is not None]
+
+
 def tree(root_pid: int) -> list[psutil.Process]:
     """A process and all its descendants; [] when it is gone."""
     try:
@@ -101,7 +268,13 @@ def collect(
     known: Mapping[Identity, str] | None = None,
     procs: Iterable[psutil.Process] | None = None,
 ) -> list[ProcessReading]:
-    """Every process of the machine, or only `procs`."""
+    """Every process of the machine, or only `procs`.
+
+    On Linux the machine's processes come from /proc/<pid>/stat alone: not
+    `detailed`, and `known` is not needed, as no static field is read."""
+    root = procfs_root() if procs is None else None
+    if root is not None:
+        return read_procfs(root)
     known = known or {}
     readings = []
     for proc in psutil.process_iter() if procs is None else procs:

@@ -1,10 +1,14 @@
-"""Real child processes for the collector tests."""
+"""Real child processes, and a recorded /proc, for the collector tests."""
 
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
+
+from monitoring import sampling
+from tests.fakes.procfs import FakeClock, copy_of
 
 
 def wait_for_cmdline(pid: int, cmdline: list[str], deadline_s: float = 10.0) -> None:
@@ -40,3 +44,17 @@ def start_child():
         child.wait()
         if child.stdin:
             child.stdin.close()
+
+
+@pytest.fixture
+def moments(tmp_path) -> tuple[Path, Path]:
+    """Writable copies of the two recorded moments of tests/data/proc."""
+    return copy_of("t0", tmp_path), copy_of("t1", tmp_path)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    """The sampler's clock, moved by the test: rates over recorded moments are exact."""
+    fake = FakeClock()
+    monkeypatch.setattr(sampling, "time", fake)
+    return fake
