@@ -16,6 +16,7 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 
 from monitoring.models import Event, GpuSample, HostSample, ProcessSample
+from monitoring.params import BadParameter
 
 
 @dataclass(frozen=True)
@@ -102,21 +103,16 @@ FORMATS = {"csv": "text/csv", "json": "application/json", "jsonl": "application/
 CHUNK = 2000
 
 
-class ExportError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 def columns_for(export: Export, wanted: list[str]) -> list[str]:
     if not wanted:
         return list(export.columns)
     unknown = [c for c in wanted if c not in export.columns]
     if unknown:
-        raise ExportError(
-            "metric", f"unknown column {unknown[0]!r}: choose from {', '.join(export.columns)}"
+        raise BadParameter(
+            "metric",
+            f"unknown column {unknown[0][:60]!r}: choose from {', '.join(export.columns)}",
         )
-    return list(FIXED) + [c for c in wanted if c not in FIXED]
+    return list(dict.fromkeys([*FIXED, *wanted]))
 
 
 def rows(export: Export, columns: list[str], start, end, host=None, process=None) -> Iterator:

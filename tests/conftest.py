@@ -7,9 +7,11 @@ requests are made with a fresh client.
 from datetime import UTC, datetime
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
+from django.test import Client
 
-from monitoring.models import Host
+from monitoring.models import ApiToken, Host
 from monitoring.sampling import Batch, ProcessRow
 
 T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # a Monday, 03:00 UTC
@@ -29,6 +31,18 @@ def bob(db) -> User:
 def alice_client(client, alice):
     client.force_login(alice)
     return client
+
+
+@pytest.fixture
+def token(alice) -> str:
+    """The secret of a read-only API token of alice's."""
+    return ApiToken.issue(alice, "grafana")[1]
+
+
+@pytest.fixture
+def api(token) -> Client:
+    """A client that sends a read-only bearer token, no session."""
+    return Client(headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture
@@ -73,3 +87,12 @@ def batch(ts: datetime, processes=(), watched_running=(), **host) -> Batch:
     return Batch(
         ts=ts, host=values, processes=list(processes), watched_running=set(watched_running)
     )
+
+
+def read_stream(response) -> str:
+    """The whole body of a streamed export (an async iterator, as Daphne consumes it)."""
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)().decode()

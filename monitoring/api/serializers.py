@@ -48,7 +48,7 @@ class HostListSerializer(HostSerializer):
 
 class ProcessSerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name")
-    watched = serializers.CharField(source="watched.name", default=None)
+    watched = serializers.CharField(source="watched.name", default=None, allow_null=True)
 
     class Meta:
         model = Process
@@ -71,8 +71,8 @@ class ProcessSerializer(serializers.ModelSerializer):
 
 
 class HostSampleSerializer(serializers.ModelSerializer):
-    mem_percent = serializers.FloatField(read_only=True)
-    swap_percent = serializers.FloatField(read_only=True)
+    mem_percent = serializers.FloatField(read_only=True, allow_null=True)
+    swap_percent = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = HostSample
@@ -80,7 +80,7 @@ class HostSampleSerializer(serializers.ModelSerializer):
 
 
 class GpuSampleSerializer(serializers.ModelSerializer):
-    memory_percent = serializers.FloatField(read_only=True)
+    memory_percent = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = GpuSample
@@ -90,11 +90,11 @@ class GpuSampleSerializer(serializers.ModelSerializer):
 class ProcessSampleSerializer(serializers.ModelSerializer):
     process_id = serializers.IntegerField(source="process.id")
     pid = serializers.IntegerField(source="process.pid")
-    ppid = serializers.IntegerField(source="process.ppid")
+    ppid = serializers.IntegerField(source="process.ppid", allow_null=True)
     name = serializers.CharField(source="process.name")
     username = serializers.CharField(source="process.username")
     cmdline = serializers.CharField(source="process.cmdline")
-    watched = serializers.BooleanField(source="process.watched_id")
+    watched = serializers.BooleanField(source="process.watched_id", allow_null=True)
 
     class Meta:
         model = ProcessSample
