@@ -101,6 +101,7 @@ EXPORTS = {
 FIXED = ("ts", "host")  # always first, whatever columns are asked for
 FORMATS = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
 CHUNK = 2000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def columns_for(export: Export, wanted: list[str]) -> list[str]:
@@ -131,13 +132,21 @@ def _value(value):
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _cell(value):
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula (OWASP's
+    rule: quote text that starts like one). Numbers stay numbers, -1.5 included."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return _value(value)
+
+
 def render(fmt: str, columns: list[str], source: Iterator) -> Iterator[str]:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(columns)
         for row in source:
-            writer.writerow([_value(v) for v in row])
+            writer.writerow([_cell(v) for v in row])
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue()
                 buffer.seek(0)
