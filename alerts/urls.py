@@ -4,5 +4,5 @@ from alerts import views
 
 urlpatterns = [
     path("alerts/", views.alerts, name="alerts"),
-    path("alerts/<int:state_id>/acknowledge", views.acknowledge, name="alert-acknowledge"),
+    path("alerts/<id:state_id>/acknowledge", views.acknowledge, name="alert-acknowledge"),
 ]

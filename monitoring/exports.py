@@ -16,6 +16,7 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 
 from monitoring.models import Event, GpuSample, HostSample, ProcessSample
+from monitoring.params import BadParameter
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,7 @@ EXPORTS = {
 FIXED = ("ts", "host")  # always first, whatever columns are asked for
 FORMATS = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
 CHUNK = 2000
-
-
-class ExportError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def columns_for(export: Export, wanted: list[str]) -> list[str]:
@@ -113,10 +109,11 @@ def columns_for(export: Export, wanted: list[str]) -> list[str]:
         return list(export.columns)
     unknown = [c for c in wanted if c not in export.columns]
     if unknown:
-        raise ExportError(
-            "metric", f"unknown column {unknown[0]!r}: choose from {', '.join(export.columns)}"
+        raise BadParameter(
+            "metric",
+            f"unknown column {unknown[0][:60]!r}: choose from {', '.join(export.columns)}",
         )
-    return list(FIXED) + [c for c in wanted if c not in FIXED]
+    return list(dict.fromkeys([*FIXED, *wanted]))
 
 
 def rows(export: Export, columns: list[str], start, end, host=None, process=None) -> Iterator:
@@ -135,13 +132,21 @@ def _value(value):
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _cell(value):
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula (OWASP's
+    rule: quote text that starts like one). Numbers stay numbers, -1.5 included."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return _value(value)
+
+
 def render(fmt: str, columns: list[str], source: Iterator) -> Iterator[str]:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(columns)
         for row in source:
-            writer.writerow([_value(v) for v in row])
+            writer.writerow([_cell(v) for v in row])
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue()
                 buffer.seek(0)

@@ -1,11 +1,12 @@
 """Which processes of a host a table shows: the dashboard's and the API's, one rule."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import F, QuerySet
 
 from monitoring.models import Host, HostSample, ProcessSample
+from monitoring.params import BadParameter, text, whole_number
 from monitoring.patterns import PatternError, Regex, compile_pattern, matches_process
 from monitoring.redaction import may_see_full_cmdline, redact
 
@@ -22,35 +23,6 @@ SORTS = {
 }
 
 
-class FilterError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def parse_time(value: str | None, tz_offset: str | None = None) -> datetime | None:
-    """Epoch milliseconds (chart points) or ISO 8601. A time without zone is the
-    browser's local time when the page sent its offset (`tz`, minutes, as JavaScript's
-    getTimezoneOffset gives it), else UTC. None when empty or unreadable."""
-    if not value:
-        return None
-    try:
-        return datetime.fromtimestamp(float(value) / 1000, UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo:
-        return parsed
-    try:
-        offset = timedelta(minutes=int(tz_offset or 0))
-    except ValueError:
-        offset = timedelta(0)
-    return (parsed + offset).replace(tzinfo=UTC)
-
-
 @dataclass
 class Selection:
     ts: datetime | None  # the sample shown
@@ -64,25 +36,23 @@ def select(host: Host, at=None, q="", user="", pid="", sort="-cpu", reader=None)
     samples are stored to the microsecond: a sample inside `at`'s millisecond counts.
     `q` searches the command line as `reader` (a user) sees it.
 
-    Raises FilterError naming the parameter for a bad regex, pid or sort key."""
+    Raises BadParameter naming the parameter for a bad regex, user, pid or sort key."""
     samples = HostSample.objects.filter(host=host)
     if at is not None:
         samples = samples.filter(ts__lt=at + timedelta(milliseconds=1))
     ts = samples.order_by("-ts").values_list("ts", flat=True).first()
     rows = ProcessSample.objects.filter(host=host, ts=ts).select_related("process")
     try:
-        regex = compile_pattern(q) if q else None
+        regex = compile_pattern(q) if text(q, "q") else None
     except PatternError as exc:
-        raise FilterError("q", str(exc)) from None
-    if user:
+        raise BadParameter("q", str(exc)) from None
+    if text(user, "user"):
         rows = rows.filter(process__username=user)
     if pid:
-        if not str(pid).isdigit():
-            raise FilterError("pid", f"pid must be a number, got {pid!r}")
-        rows = rows.filter(process__pid=int(pid))
+        rows = rows.filter(process__pid=whole_number(str(pid), "pid"))
     key = sort.lstrip("-")
     if key not in SORTS:
-        raise FilterError("sort", f"sort by one of {', '.join(SORTS)} (- for descending)")
+        raise BadParameter("sort", f"sort by one of {', '.join(SORTS)} (- for descending)")
     if regex is not None:
         rows = rows.filter(pk__in=matching(rows, regex, reader))
     field = F(SORTS[key])

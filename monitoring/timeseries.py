@@ -24,10 +24,13 @@ from monitoring.models import (
     Rollup,
     RollupState,
 )
+from monitoring.params import BadParameter, parse_id, whole_number
 from monitoring.rollups import Stats, floor
 
 MAX_POINTS = 1000
 MAX_ROWS = 12_000  # rows read per series: 16 h of 5-second samples, 8 days of minutes
+MAX_SERIES = 200  # per request; the host page asks for 8 + 4 per GPU
+MAX_GPU_INDEX = 2**15 - 1  # GpuSample.index is a small integer
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,6 @@ PROCESS_METRICS = {
 AGGREGATES = {"avg": 0, "min": 1, "max": 2}
 
 
-class SeriesError(ValueError):
-    """A request that cannot be answered; `field` names the parameter at fault."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 @dataclass(frozen=True)
 class Series:
     """A parsed metric name: where its rows live and which field to read."""
@@ -101,17 +96,19 @@ class Series:
 def parse_metric(name: str) -> Series:
     parts = name.split(":")
     try:
-        if len(parts) == 1:
+        if len(parts) == 1 and name in HOST_METRICS:
             return Series(name, "host", None, HOST_METRICS[name])
-        if len(parts) == 3 and parts[0] == "gpu":
-            return Series(name, "gpu", int(parts[1]), GPU_METRICS[parts[2]])
-        if len(parts) == 3 and parts[0] == "process":
-            return Series(name, "process", int(parts[1]), PROCESS_METRICS[parts[2]])
-    except (KeyError, ValueError):
-        pass
-    raise SeriesError(
+        if len(parts) == 3 and parts[0] == "gpu" and parts[2] in GPU_METRICS:
+            index = whole_number(parts[1], "the GPU index", 0, MAX_GPU_INDEX)
+            return Series(name, "gpu", index, GPU_METRICS[parts[2]])
+        if len(parts) == 3 and parts[0] == "process" and parts[2] in PROCESS_METRICS:
+            process_id = parse_id(parts[1], "the process id")
+            return Series(name, "process", process_id, PROCESS_METRICS[parts[2]])
+    except BadParameter as exc:
+        raise BadParameter("metric", f"unknown metric {name[:60]!r}: {exc}") from None
+    raise BadParameter(
         "metric",
-        f"unknown metric {name!r}: use one of {', '.join(HOST_METRICS)}, "
+        f"unknown metric {name[:60]!r}: use one of {', '.join(HOST_METRICS)}, "
         f"gpu:<index>:<{'|'.join(GPU_METRICS)}> or process:<id>:<{'|'.join(PROCESS_METRICS)}>",
     )
 
@@ -207,20 +204,23 @@ def query(
     data after one with data gives a [ms, None] point so charts draw a gap.
     """
     now = now or timezone.now()
+    metrics = list(dict.fromkeys(metrics))
     if not metrics:
-        raise SeriesError("metric", "name at least one metric")
+        raise BadParameter("metric", "name at least one metric")
+    if len(metrics) > MAX_SERIES:
+        raise BadParameter("metric", f"at most {MAX_SERIES} metrics at once")
     if agg not in AGGREGATES:
-        raise SeriesError("agg", f"agg must be one of {', '.join(AGGREGATES)}, got {agg!r}")
+        raise BadParameter("agg", f"agg must be one of {', '.join(AGGREGATES)}, got {agg[:40]!r}")
     if end <= start:
-        raise SeriesError("to", "the range is empty or inverted: `to` must be after `from`")
+        raise BadParameter("to", "the range is empty or inverted: `to` must be after `from`")
     parsed = [parse_metric(m) for m in metrics]
     span = (end - start).total_seconds()
     tier = choose_tier(host, start, end, now)
     if step is not None:
         if step < 1:
-            raise SeriesError("step", "step must be a positive number of seconds")
+            raise BadParameter("step", "step must be a positive number of seconds")
         if span / step > MAX_POINTS * 10:
-            raise SeriesError(
+            raise BadParameter(
                 "step",
                 f"step {step} s gives {int(span / step)} points per series; "
                 f"at most {MAX_POINTS * 10} can be asked for",

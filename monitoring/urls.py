@@ -5,10 +5,10 @@ from monitoring import views
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("hosts/add/", views.add_server, name="add-server"),
-    path("hosts/<int:host_id>/", views.host_detail, name="host-detail"),
-    path("hosts/<int:host_id>/processes", views.host_processes, name="host-processes"),
-    path("processes/<int:process_id>/", views.process_detail, name="process-detail"),
-    path("processes/<int:process_id>/live", views.process_live, name="process-live"),
+    path("hosts/<id:host_id>/", views.host_detail, name="host-detail"),
+    path("hosts/<id:host_id>/processes", views.host_processes, name="host-processes"),
+    path("processes/<id:process_id>/", views.process_detail, name="process-detail"),
+    path("processes/<id:process_id>/live", views.process_live, name="process-live"),
     path("events/", views.events, name="events"),
     path("account/tokens/", views.tokens, name="tokens"),
 ]

@@ -23,7 +23,8 @@ from monitoring.models import (
     Process,
     ProcessSample,
 )
-from monitoring.process_table import FilterError, parse_time, select
+from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
+from monitoring.process_table import select
 from monitoring.tasks import sampler_status
 
 PAGE_SIZE = 50
@@ -95,6 +96,7 @@ def summaries(host: Host, now: datetime) -> list[dict]:
 @login_required
 def host_detail(request, host_id: int):
     host = get_host_for_user(request.user, host_id)
+    table = process_table(host, request.GET, request.user)
     sample = host.latest_sample()
     gpus = []
     if sample is not None:
@@ -108,7 +110,7 @@ def host_detail(request, host_id: int):
         "summaries": summaries(host, timezone.now()),
         "events": Event.objects.filter(host=host).select_related("process")[:10],
         "sampler": sampler_status() if host.is_local else None,
-        "table": process_table(host, request.GET, request.user),
+        "table": table,
         "services": list(host.services.all()),
         "page_data": {
             "host": host.pk,
@@ -119,27 +121,38 @@ def host_detail(request, host_id: int):
             "processes": reverse("host-processes", args=[host.pk]),
         },
     }
-    return render(request, "monitoring/host_detail.html", context)
+    status = 400 if table["error"] else 200
+    return render(request, "monitoring/host_detail.html", context, status=status)
 
 
 def process_table(host: Host, params, reader) -> dict:
     """Context of the process table: the latest sample, or the last one at or before `at`,
-    as `reader` (a user) may see it."""
+    as `reader` (a user) may see it. A bad parameter leaves the table empty, with
+    `error` saying what is wrong."""
     query = {k: params.get(k, "").strip() for k in ("q", "user", "pid")}
-    sort = params.get("sort", "-cpu")
-    view = "tree" if params.get("view") == "tree" else "table"
+    sort = params.get("sort") or "-cpu"
+    view = params.get("view") or "table"
     context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
+    rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, None
     try:
-        at = parse_time(params.get("at"))
+        if view not in ("table", "tree"):
+            raise BadParameter("view", "view must be table or tree")
+        number = _page_number(params)
+        at = parse_time(params["at"], "at") if params.get("at") else None
         selection = select(host, at=at, sort=sort, reader=reader, **query)
-        rows, context["ts"], context["error"] = selection.rows, selection.ts, None
-    except FilterError as exc:
-        rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, str(exc)
+        rows, context["ts"] = selection.rows, selection.ts
+    except BadParameter as exc:
+        context["error"], number = str(exc), 1
     if view == "tree":
         context["tree"] = process_tree(list(rows))
     else:
-        context["page"] = Paginator(rows, PAGE_SIZE).get_page(params.get("page"))
+        context["page"] = Paginator(rows, PAGE_SIZE).get_page(number)
     return context
+
+
+def _page_number(params) -> int:
+    # Past the last page shows the last (Paginator.get_page); only a non-number is bad.
+    return whole_number(params["page"], "page", 1) if params.get("page") else 1
 
 
 def process_tree(rows: list[ProcessSample]) -> list[dict]:
@@ -172,7 +185,8 @@ def process_tree(rows: list[ProcessSample]) -> list[dict]:
 def host_processes(request, host_id: int):
     host = get_host_for_user(request.user, host_id)
     context = {"table": process_table(host, request.GET, request.user), "host": host}
-    return render(request, "monitoring/process_table.html", context)
+    status = 400 if context["table"]["error"] else 200
+    return render(request, "monitoring/process_table.html", context, status=status)
 
 
 @require_GET
@@ -265,33 +279,46 @@ def process_live(request, process_id: int):
     return render(request, "monitoring/process_live.html", {"process": process, "info": info})
 
 
+def filter_events(rows, params, offset: timedelta = timedelta(0)):
+    """Events of a `kind`, a `host` and a time range (`from`, `to`): the page's and the
+    API's filters. Raises BadParameter naming the parameter at fault."""
+    kind = params.get("kind")
+    if kind:
+        if kind not in dict(Event.KINDS):
+            raise BadParameter(
+                "kind", f"unknown kind {kind[:40]!r}: use one of " + ", ".join(dict(Event.KINDS))
+            )
+        rows = rows.filter(kind=kind)
+    if params.get("host"):
+        rows = rows.filter(host_id=parse_id(params["host"], "host"))
+    if params.get("from"):
+        rows = rows.filter(ts__gte=parse_time(params["from"], "from", offset))
+    if params.get("to"):
+        rows = rows.filter(ts__lt=parse_time(params["to"], "to", offset))
+    return rows
+
+
 @require_GET
 @login_required
 def events(request):
-    rows = Event.objects.select_related("host", "process")
-    kind = request.GET.get("kind", "")
-    if kind:
-        rows = rows.filter(kind=kind)
-    host_id = request.GET.get("host", "")
-    if host_id.isdigit():
-        rows = rows.filter(host_id=int(host_id))
-    tz = request.GET.get("tz")
-    start, end = parse_time(request.GET.get("from"), tz), parse_time(request.GET.get("to"), tz)
-    if start:
-        rows = rows.filter(ts__gte=start)
-    if end:
-        rows = rows.filter(ts__lt=end)
-    page = Paginator(rows.order_by("-ts", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
+    rows, error = Event.objects.select_related("host", "process"), None
+    try:
+        rows = filter_events(rows, request.GET, parse_offset(request.GET.get("tz")))
+        number = _page_number(request.GET)
+    except BadParameter as exc:
+        rows, number, error = rows.none(), 1, str(exc)
+    page = Paginator(rows.order_by("-ts", "-id"), PAGE_SIZE).get_page(number)
     context = {
         "page": page,
+        "error": error,
         "kinds": Event.KINDS,
         "hosts": Host.objects.all(),
-        "kind": kind,
-        "host_id": host_id,
+        "kind": request.GET.get("kind", ""),
+        "host_id": request.GET.get("host", ""),
         "from": request.GET.get("from", ""),
         "to": request.GET.get("to", ""),
     }
-    return render(request, "monitoring/events.html", context)
+    return render(request, "monitoring/events.html", context, status=400 if error else 200)
 
 
 @never_cache  # the page may show a new token's secret: no cache may keep it
@@ -300,14 +327,19 @@ def tokens(request):
     """A user's own API tokens: make one (its secret shown once, in the answer to the
     POST itself, never in a cookie or a redirect), revoke one."""
     secret = error = None
-    if request.method == "POST":
-        if "revoke" in request.POST:
-            ApiToken.objects.filter(
-                user=request.user, pk=request.POST.get("revoke"), revoked_at__isnull=True
-            ).update(revoked_at=timezone.now())
+    if request.method == "POST" and "revoke" in request.POST:
+        try:
+            pk = parse_id(request.POST["revoke"], "revoke")
+        except BadParameter as exc:
+            error = str(exc)
+        else:
+            ApiToken.objects.filter(user=request.user, pk=pk, revoked_at__isnull=True).update(
+                revoked_at=timezone.now()
+            )
             return redirect("tokens")
+    elif request.method == "POST":
         name = request.POST.get("name", "").strip()
-        if not name or len(name) > 100:
+        if not name or len(name) > 100 or "\x00" in name:
             error = "Give the token a name of 1 to 100 characters (what it is for)."
         else:
             read_only = request.POST.get("access", "read") != "write"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from monitoring.params import MAX_ID
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 CONFIG_ERRORS: list[str] = []
 
@@ -305,6 +307,7 @@ REST_FRAMEWORK = {
         "monitoring.api.auth.ReadOnlyTokens",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "monitoring.api.errors.exception_handler",
     "URL_FORMAT_OVERRIDE": None,  # ?format= is the export format (csv, json, jsonl)
 }
 SPECTACULAR_SETTINGS = {
@@ -315,6 +318,14 @@ SPECTACULAR_SETTINGS = {
     # The docs page loads Swagger UI from our static files (npm), never from a CDN.
     "SWAGGER_UI_DIST": "/static/vendor/swagger-ui-dist",
     "SWAGGER_UI_FAVICON_HREF": "/static/vendor/swagger-ui-dist/favicon-32x32.png",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "monitoring.api.schema.empty_means_absent",
+    ],
+    # <id:…> in URLs (monitoring.params.IdConverter)
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
+    },
 }
 
 LOGGING = {

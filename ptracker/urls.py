@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring import debug_monitor, prometheus
 
+handler404 = "monitoring.api.errors.not_found"
+
 admin.site.site_header = "ptracker administration"
 admin.site.site_title = "ptracker"
 

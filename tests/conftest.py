@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from functools import partial
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connections
+from django.test import Client
 
-from monitoring.models import Host
+from monitoring.models import ApiToken, Host
 from monitoring.sampling import Batch, ProcessRow
 
 T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # a Monday, 03:00 UTC
@@ -32,6 +34,18 @@ def bob(db) -> User:
 def alice_client(client, alice):
     client.force_login(alice)
     return client
+
+
+@pytest.fixture
+def token(alice) -> str:
+    """The secret of a read-only API token of alice's."""
+    return ApiToken.issue(alice, "grafana")[1]
+
+
+@pytest.fixture
+def api(token) -> Client:
+    """A client that sends a read-only bearer token, no session."""
+    return Client(headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture
@@ -112,3 +126,12 @@ def live_server_url(django_db_setup, django_db_blocker):
     yield f"http://127.0.0.1:{server.port.value}"
     server.terminate()
     server.join(timeout=10)
+
+
+def read_stream(response) -> str:
+    """The whole body of a streamed export (an async iterator, as Daphne consumes it)."""
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)().decode()

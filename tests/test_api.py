@@ -7,14 +7,13 @@ from datetime import timedelta
 
 import pytest
 import yaml
-from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from monitoring import ingest
 from monitoring.models import ApiToken, Event, Host, Process
-from tests.conftest import batch, proc
+from tests.conftest import batch, proc, read_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -22,17 +21,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def now():
     return timezone.now().replace(microsecond=0)
-
-
-@pytest.fixture
-def token(alice):
-    return ApiToken.issue(alice, "grafana")[1]
-
-
-@pytest.fixture
-def api(token):
-    """A client that sends a read-only bearer token, no session."""
-    return Client(headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture
@@ -60,15 +48,6 @@ def sampled(host, now):
         ]
         ingest.store(host, b)
     return host
-
-
-def read_stream(response) -> str:
-    """The whole body of a streamed export (an async iterator, as Daphne consumes it)."""
-
-    async def collect() -> bytes:
-        return b"".join([chunk async for chunk in response.streaming_content])
-
-    return async_to_sync(collect)().decode()
 
 
 # --- tokens ------------------------------------------------------------------------

@@ -50,9 +50,9 @@ def sampled(host, now):
     return host
 
 
-def table(client, host, **params):
+def table(client, host, status=200, **params):
     response = client.get(f"/hosts/{host.pk}/processes", params)
-    assert response.status_code == 200
+    assert response.status_code == status
     return response.content.decode()
 
 
@@ -78,10 +78,10 @@ def test_it_filters_by_user_and_pid(alice_client, sampled):
     assert pids_in_order(table(alice_client, sampled, pid="200")) == [200]
 
 
-def test_a_bad_filter_says_what_is_wrong(alice_client, sampled):
-    html = table(alice_client, sampled, q="train(")
+def test_a_bad_filter_is_a_400_that_says_what_is_wrong(alice_client, sampled):
+    html = table(alice_client, sampled, status=400, q="train(")
     assert "Not a valid regular expression" in html and pids_in_order(html) == []
-    assert "pid must be a number" in table(alice_client, sampled, pid="abc")
+    assert "pid must be a whole number" in table(alice_client, sampled, status=400, pid="abc")
 
 
 def test_the_tree_nests_children_and_sums_subtrees(alice_client, sampled):

@@ -65,7 +65,7 @@ class HostListSerializer(HostSerializer):
 
 class ProcessSerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name")
-    watched = serializers.CharField(source="watched.name", default=None)
+    watched = serializers.CharField(source="watched.name", default=None, allow_null=True)
     cmdline = CmdlineField()
 
     class Meta:
@@ -89,8 +89,8 @@ class ProcessSerializer(serializers.ModelSerializer):
 
 
 class HostSampleSerializer(serializers.ModelSerializer):
-    mem_percent = serializers.FloatField(read_only=True)
-    swap_percent = serializers.FloatField(read_only=True)
+    mem_percent = serializers.FloatField(read_only=True, allow_null=True)
+    swap_percent = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = HostSample
@@ -98,7 +98,7 @@ class HostSampleSerializer(serializers.ModelSerializer):
 
 
 class GpuSampleSerializer(serializers.ModelSerializer):
-    memory_percent = serializers.FloatField(read_only=True)
+    memory_percent = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = GpuSample
@@ -108,11 +108,11 @@ class GpuSampleSerializer(serializers.ModelSerializer):
 class ProcessSampleSerializer(serializers.ModelSerializer):
     process_id = serializers.IntegerField(source="process.id")
     pid = serializers.IntegerField(source="process.pid")
-    ppid = serializers.IntegerField(source="process.ppid")
+    ppid = serializers.IntegerField(source="process.ppid", allow_null=True)
     name = serializers.CharField(source="process.name")
     username = serializers.CharField(source="process.username")
     cmdline = CmdlineField(source="process.cmdline")
-    watched = serializers.BooleanField(source="process.watched_id")
+    watched = serializers.BooleanField(source="process.watched_id", allow_null=True)
 
     class Meta:
         model = ProcessSample

@@ -1,18 +1,18 @@
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.db.models import F
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import NotFound, ValidationError
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring import exports, timeseries
+from monitoring.api.schema import answers, errors
 from monitoring.api.serializers import (
     EventSerializer,
     HostListSerializer,
@@ -22,39 +22,20 @@ from monitoring.api.serializers import (
     snapshot,
 )
 from monitoring.models import Event, Host, HostSample, Process
-from monitoring.process_table import FilterError, select
+from monitoring.params import MAX_ID, BadParameter, parse_id, parse_time, time_range, whole_number
+from monitoring.process_table import SORTS, select
 from monitoring.redaction import may_see_full_cmdline
+from monitoring.views import filter_events, get_host_for_user, get_process_for_user
 
-
-def parse_time(value: str, field: str) -> datetime:
-    """ISO 8601 (naive means UTC) or epoch seconds; a 400 naming the field otherwise."""
-    try:
-        return datetime.fromtimestamp(float(value), UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(
-            {field: [f"not a time: {value!r}; use ISO 8601 or epoch seconds"]}
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def time_range(params, default: timedelta = timedelta(hours=1)) -> tuple[datetime, datetime]:
-    end = parse_time(params["to"], "to") if params.get("to") else timezone.now()
-    start = parse_time(params["from"], "from") if params.get("from") else end - default
-    if end <= start:
-        raise ValidationError({"to": ["the range is empty or inverted: `to` must be after `from`"]})
-    return start, end
-
-
+TIME = "ISO 8601 (no zone: UTC) or epoch seconds (from 10^11 up: milliseconds)"
 TIME_PARAMS = [
-    OpenApiParameter("from", OpenApiTypes.STR, description="ISO 8601 or epoch seconds"),
-    OpenApiParameter("to", OpenApiTypes.STR, description="ISO 8601 or epoch seconds; default now"),
+    OpenApiParameter("from", OpenApiTypes.STR, description=TIME),
+    OpenApiParameter("to", OpenApiTypes.STR, description=f"{TIME}; default now"),
 ]
+ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
 
 
+@extend_schema(responses=answers(HostListSerializer(many=True)))
 class HostList(ListAPIView):
     """Every host with its newest values and whether it is online."""
 
@@ -67,12 +48,15 @@ class HostList(ListAPIView):
         return {**super().get_serializer_context(), "latest": {s.host_id: s for s in latest}}
 
 
+@extend_schema(responses=answers(HostSerializer, 404))
 class HostDetail(RetrieveAPIView):
     """One host, with its inventory (OS, kernel, CPU model and count, memory, GPUs)."""
 
     serializer_class = HostSerializer
     queryset = Host.objects.all()
-    lookup_url_kwarg = "host_id"
+
+    def get_object(self) -> Host:
+        return get_host_for_user(self.request.user, self.kwargs["host_id"])
 
 
 class TimeSeriesView(APIView):
@@ -90,43 +74,55 @@ class TimeSeriesView(APIView):
             ),
             *TIME_PARAMS,
             OpenApiParameter("agg", OpenApiTypes.STR, enum=["avg", "min", "max"]),
-            OpenApiParameter("step", OpenApiTypes.INT, description="seconds per point"),
+            OpenApiParameter(
+                "step",
+                {**ID, "minimum": 1},
+                description="seconds per point; default: ~1,000 points",
+            ),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses=answers(OpenApiTypes.OBJECT, 400, 404),
     )
     def get(self, request, host_id: int):
-        host = get_object_or_404(Host, pk=host_id)
+        host = get_host_for_user(request.user, host_id)
         params = request.query_params
-        start, end = time_range(params)
+        start, end = time_range(params, timedelta(hours=1), timezone.now())
         step = params.get("step")
-        if step is not None:
-            try:
-                step = int(step)
-            except ValueError:
-                raise ValidationError({"step": [f"not a number of seconds: {step!r}"]}) from None
-        try:
-            result = timeseries.query(
-                host, params.getlist("metric"), start, end, agg=params.get("agg", "avg"), step=step
-            )
-        except timeseries.SeriesError as exc:
-            raise ValidationError({exc.field: [str(exc)]}) from None
+        if step:
+            step = whole_number(step, "step", 1)
+        result = timeseries.query(
+            host, params.getlist("metric"), start, end, agg=params.get("agg") or "avg", step=step
+        )
         return Response({"host": host.pk, "from": start, "to": end, **result})
 
 
 class SnapshotView(APIView):
     """The newest sample of a host, with GPUs and processes: what the websocket sends."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses=answers(OpenApiTypes.OBJECT, 404))
     def get(self, request, host_id: int):
-        host = get_object_or_404(Host, pk=host_id)
+        host = get_host_for_user(request.user, host_id)
         full = may_see_full_cmdline(request.user)
         return Response(snapshot(host, host.latest_sample(), full_cmdline=full))
 
 
 class ProcessPages(PageNumberPagination):
+    """DRF's pages, but a malformed `page` or `page_size` is a 400, not ignored."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_number(self, request, paginator) -> int | str:
+        number = request.query_params.get(self.page_query_param) or "1"
+        if number in self.last_page_strings:
+            return number
+        return whole_number(number, self.page_query_param, 1)
+
+    def get_page_size(self, request) -> int:
+        size = request.query_params.get(self.page_size_query_param)
+        if not size:
+            return self.page_size
+        return min(whole_number(size, self.page_size_query_param, 1), self.max_page_size)
 
 
 class HostProcesses(ListAPIView):
@@ -138,12 +134,12 @@ class HostProcesses(ListAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("at", OpenApiTypes.STR, description="ISO 8601 or epoch seconds"),
+            OpenApiParameter("at", OpenApiTypes.STR, description=TIME),
             OpenApiParameter(
                 "sort",
                 OpenApiTypes.STR,
-                description="cpu, mem, read, write, gpu, "
-                "threads, name, user, pid; prefix - for descending (default -cpu)",
+                enum=[f"{sign}{key}" for key in SORTS for sign in ("", "-")],
+                description="- for descending (default -cpu)",
             ),
             OpenApiParameter(
                 "q",
@@ -152,37 +148,38 @@ class HostProcesses(ListAPIView):
                 "separately, in the command line",
             ),
             OpenApiParameter("user", OpenApiTypes.STR),
-            OpenApiParameter("pid", OpenApiTypes.INT),
-        ]
+            OpenApiParameter("pid", {**ID, "minimum": 0}),
+        ],
+        responses=answers(ProcessSampleSerializer(many=True), 400, 404),
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        host = get_object_or_404(Host, pk=self.kwargs["host_id"])
+        host = get_host_for_user(self.request.user, self.kwargs["host_id"])
         params = self.request.query_params
         at = parse_time(params["at"], "at") if params.get("at") else None
-        try:
-            return select(
-                host,
-                at=at,
-                q=params.get("q", ""),
-                user=params.get("user", ""),
-                pid=params.get("pid", ""),
-                sort=params.get("sort", "-cpu"),
-                reader=self.request.user,
-            ).rows
-        except FilterError as exc:
-            raise ValidationError({exc.field: [str(exc)]}) from None
+        return select(
+            host,
+            at=at,
+            q=params.get("q", ""),
+            user=params.get("user", ""),
+            pid=params.get("pid", ""),
+            sort=params.get("sort") or "-cpu",
+            reader=self.request.user,
+        ).rows
 
 
+@extend_schema(responses=answers(ProcessSerializer, 404))
 class ProcessDetail(RetrieveAPIView):
     """One process identity (pid + start time) with its lifecycle events. Its history:
     the timeseries endpoint with metric=process:<id>:cpu_percent and so on."""
 
     serializer_class = ProcessSerializer
-    queryset = Process.objects.select_related("host", "watched")
-    lookup_url_kwarg = "process_id"
+    queryset = Process.objects.all()
+
+    def get_object(self) -> Process:
+        return get_process_for_user(self.request.user, self.kwargs["process_id"])
 
     def retrieve(self, request, *args, **kwargs):
         process = self.get_object()
@@ -197,6 +194,18 @@ class EventCursor(CursorPagination):
     page_size = 50
     ordering = ("-ts", "-id")
 
+    def decode_cursor(self, request):
+        # DRF answers a junk cursor 404, and hands a forged one's position (a time) to
+        # the query unread: both are a bad parameter.
+        message = "not a cursor of this list: follow `next` or `previous` as given"
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is None or cursor.position is None:
+                return cursor
+            return cursor._replace(position=parse_time(cursor.position, "cursor").isoformat())
+        except (NotFound, BadParameter):
+            raise BadParameter(self.cursor_query_param, message) from None
+
 
 class EventList(ListAPIView):
     """Events, newest first, with cursor pagination (follow `next`)."""
@@ -207,30 +216,28 @@ class EventList(ListAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("kind", OpenApiTypes.STR, enum=[k for k, _ in Event.KINDS]),
-            OpenApiParameter("host", OpenApiTypes.INT),
+            OpenApiParameter("host", ID),
             *TIME_PARAMS,
-        ]
+        ],
+        responses=answers(EventSerializer(many=True), 400),
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        params = self.request.query_params
-        rows = Event.objects.select_related("host")
-        kind = params.get("kind")
-        if kind:
-            if kind not in dict(Event.KINDS):
-                raise ValidationError({"kind": [f"unknown kind {kind!r}"]})
-            rows = rows.filter(kind=kind)
-        if params.get("host"):
-            if not params["host"].isdigit():
-                raise ValidationError({"host": ["a host id (a number)"]})
-            rows = rows.filter(host_id=int(params["host"]))
-        if params.get("from"):
-            rows = rows.filter(ts__gte=parse_time(params["from"], "from"))
-        if params.get("to"):
-            rows = rows.filter(ts__lt=parse_time(params["to"], "to"))
-        return rows
+        return filter_events(Event.objects.select_related("host"), self.request.query_params)
+
+
+EXPORT_BODIES = {
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="a header row, then rows"),
+    (200, "application/json"): OpenApiResponse(
+        {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+        description="an array of rows, each an object by column",
+    ),
+    (200, "application/x-ndjson"): OpenApiResponse(
+        OpenApiTypes.STR, description="one JSON object per line"
+    ),
+}
 
 
 class ExportView(APIView):
@@ -244,8 +251,8 @@ class ExportView(APIView):
             OpenApiParameter(
                 "format", OpenApiTypes.STR, enum=list(exports.FORMATS), description="default csv"
             ),
-            OpenApiParameter("host", OpenApiTypes.INT, description="default: every host"),
-            OpenApiParameter("process", OpenApiTypes.INT, description="process-samples only"),
+            OpenApiParameter("host", ID, description="default: every host"),
+            OpenApiParameter("process", ID, description="process-samples only"),
             OpenApiParameter(
                 "metric",
                 OpenApiTypes.STR,
@@ -254,39 +261,28 @@ class ExportView(APIView):
             ),
             *TIME_PARAMS,
         ],
-        responses={(200, "text/csv"): OpenApiTypes.STR},
+        responses={**EXPORT_BODIES, **errors(400, 404)},
     )
     def get(self, request, kind: str):
         export = exports.EXPORTS.get(kind)
         if export is None:
             raise NotFound(f"no export {kind!r}: use one of {', '.join(exports.EXPORTS)}")
         params = request.query_params
-        fmt = params.get("format", "csv")
+        fmt = params.get("format") or "csv"
         if fmt not in exports.FORMATS:
-            raise ValidationError(
-                {"format": [f"format must be one of {', '.join(exports.FORMATS)}"]}
-            )
-        start, end = time_range(params, default=timedelta(hours=24))
+            raise BadParameter("format", f"format must be one of {', '.join(exports.FORMATS)}")
+        start, end = time_range(params, timedelta(hours=24), timezone.now())
         host = process = None
         if params.get("host"):
-            host = get_object_or_404(Host, pk=_number(params["host"], "host"))
+            host = get_host_for_user(request.user, parse_id(params["host"], "host"))
         if params.get("process"):
             if kind != "process-samples":
-                raise ValidationError({"process": ["only for process-samples"]})
-            process = get_object_or_404(Process, pk=_number(params["process"], "process"))
-        try:
-            columns = exports.columns_for(export, params.getlist("metric"))
-        except exports.ExportError as exc:
-            raise ValidationError({exc.field: [str(exc)]}) from None
+                raise BadParameter("process", "only for process-samples")
+            process = get_process_for_user(request.user, parse_id(params["process"], "process"))
+        columns = exports.columns_for(export, params.getlist("metric"))
         source = exports.rows(export, columns, start, end, host=host, process=process)
         chunks = exports.render(fmt, columns, source)
         response = StreamingHttpResponse(exports.stream(chunks), content_type=exports.FORMATS[fmt])
         name = f"ptracker-{kind}-{host.name if host else 'all'}-{start:%Y%m%dT%H%M}.{fmt}"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
-
-
-def _number(value: str, field: str) -> int:
-    if not value.isdigit():
-        raise ValidationError({field: [f"an id (a number), got {value!r}"]})
-    return int(value)

@@ -141,7 +141,7 @@ document.addEventListener("DOMContentLoaded", function () {
     tableLoaded = Date.now();
     try {
       const response = await fetch(page.processes + "?" + tableParams.toString());
-      if (response.ok) {
+      if (response.ok || response.status === 400) {  // a 400 is the table saying what is wrong
         tableBox.innerHTML = await response.text();
         PT.localTimes(tableBox);
         history.replaceState(null, "", "?" + tableParams.toString());
