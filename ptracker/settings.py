@@ -205,6 +205,9 @@ if PTRACKER_HTTPS:
     # it to the browsers' list once the header says so): not ptracker's to make.
     SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
+# /api/schema/ and /api/docs/ need a session or a token unless this is on.
+PTRACKER_PUBLIC_API_DOCS = envbool("PTRACKER_PUBLIC_API_DOCS")
+
 # --- ptracker's own settings -------------------------------------------------
 # Seconds between two samples of this machine.
 PTRACKER_SAMPLE_INTERVAL = envint("PTRACKER_SAMPLE_INTERVAL", 5, 1, 60, " seconds")

@@ -1,18 +1,21 @@
 from datetime import UTC, datetime, timedelta
 
+from django.contrib.auth.views import redirect_to_login
 from django.db.models import F
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import NotFound, ValidationError
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.exceptions import NotAuthenticated, NotFound, ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring import exports, timeseries
+from monitoring.api.auth import ApiDocsAccess
 from monitoring.api.serializers import (
     EventSerializer,
     HostListSerializer,
@@ -281,3 +284,19 @@ def _number(value: str, field: str) -> int:
     if not value.isdigit():
         raise ValidationError({field: [f"an id (a number), got {value!r}"]})
     return int(value)
+
+
+class ApiSchema(SpectacularAPIView):
+    permission_classes = [ApiDocsAccess]
+
+
+class ApiDocs(SpectacularSwaggerView):
+    """Swagger UI; a browser without a session is sent to log in."""
+
+    permission_classes = [ApiDocsAccess]
+    url_name = "api-schema"
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotAuthenticated):
+            return redirect_to_login(self.request.get_full_path())
+        return super().handle_exception(exc)
