@@ -1,4 +1,4 @@
-"""What keeps other origins out: the websocket's origin check.
+"""What keeps other origins out: the websocket's origin check and the CSP header.
 
 A websocket is not covered by the browser's same-origin policy: any page may open one
 to ptracker, and the browser sends the user's cookies with it (cookies are shared by
@@ -8,8 +8,10 @@ it whole: scheme, host and port.
 
 from urllib.parse import urlsplit
 
+import csp.middleware
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http.request import split_domain_port, validate_host
 
 Origin = tuple[str, str, int]  # scheme, host, port
@@ -82,3 +84,20 @@ class SameOriginOnly:
         if scope["type"] == "websocket" and not origin_allowed(scope):
             return await self.denier(scope, receive, send)
         return await self.application(scope, receive, send)
+
+
+class CSPMiddleware(csp.middleware.CSPMiddleware):
+    """django-csp, with the page's own websocket named in connect-src: CSP level 3
+    counts ws:// and wss:// of the page's host as 'self', older browsers do not."""
+
+    def get_policy_parts(self, request, response, report_only: bool = False):
+        parts = super().get_policy_parts(request, response, report_only)
+        try:
+            host = request.get_host()  # validated: no header of the client's in the policy
+        except DisallowedHost:
+            return parts
+        own = f"{'wss' if request.is_secure() else 'ws'}://{host}"
+        update = dict(parts.update or {})
+        update["connect-src"] = [*update.get("connect-src", []), own]
+        parts.update = update
+        return parts

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dj_database_url
 import psutil
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 CONFIG_ERRORS: list[str] = []
@@ -95,7 +96,7 @@ SECRET_KEY = secret_key()
 DEBUG = envbool("DEBUG")
 
 
-# --- Who may reach ptracker: host names, origins, HTTPS --------------------------------
+# --- Who may reach ptracker: host names, origins, HTTPS, content policy ---------------
 # Only names ptracker was told about, or can see it is reached by, are served: a foreign
 # Host header (DNS rebinding: a name of the attacker's resolving to 127.0.0.1) gets
 # Django's 400, and the websocket takes only pages of ptracker's own origin
@@ -204,6 +205,25 @@ if PTRACKER_HTTPS:
     # HSTS preload is a promise for the whole registered domain (and anyone may submit
     # it to the browsers' list once the header says so): not ptracker's to make.
     SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Content-Security-Policy (django-csp): scripts only from our own files, or inline with
+# the response's nonce (the API docs' start-up, the debug report). Inline styles stay
+# allowed: the pages set bar widths and indents in style attributes, and a style cannot
+# run code. ptracker.security.CSPMiddleware adds the page's own ws:// or wss:// address
+# to connect-src, which older browsers do not count as 'self'.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # /api/schema/ and /api/docs/ need a session or a token unless this is on.
 PTRACKER_PUBLIC_API_DOCS = envbool("PTRACKER_PUBLIC_API_DOCS")
@@ -319,6 +339,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ptracker.security.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

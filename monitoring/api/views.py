@@ -291,9 +291,11 @@ class ApiSchema(SpectacularAPIView):
 
 
 class ApiDocs(SpectacularSwaggerView):
-    """Swagger UI; a browser without a session is sent to log in."""
+    """Swagger UI. Its start-up script is inline with the response's CSP nonce
+    (monitoring/api_docs.html); a browser without a session is sent to log in."""
 
     permission_classes = [ApiDocsAccess]
+    template_name = "monitoring/api_docs.html"
     url_name = "api-schema"
 
     def handle_exception(self, exc):
