@@ -30,6 +30,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for topic in list(getattr(self, "topics", ())):
             await self.leave(topic)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        # A bad message is answered, not fatal: Channels would close the socket with
+        # 1011 and the page would lose its feed over one frame.
+        if text_data is None:
+            await self.send_json({"kind": "error", "error": "send JSON as a text message"})
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
+            await self.send_json({"kind": "error", "error": "not JSON"})
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict):
             await self.send_json({"kind": "error", "error": "send a JSON object"})

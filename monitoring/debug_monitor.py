@@ -270,10 +270,16 @@ def report_view(request):
     if fmt != "html":
         return Response({"format": ["html or json"]}, status=400)
     # Self-contained: Chart.js goes inside the file, so a saved report opens offline.
+    # Its scripts carry the response's CSP nonce (they are inline).
     chart_js = (settings.BASE_DIR / "node_modules/chart.js/dist/chart.umd.min.js").read_text()
     html = render_to_string(
         "monitoring/debug_report.html",
-        {"data": data, "chart_js": chart_js, "summary": data["summary"]},
+        {
+            "data": data,
+            "chart_js": chart_js,
+            "summary": data["summary"],
+            "nonce": request.csp_nonce,
+        },
     )
     response = HttpResponse(html)
     response["Content-Disposition"] = 'inline; filename="ptracker-monitor-report.html"'

@@ -100,6 +100,19 @@ def wait_listening(bind: str, port: int, child: subprocess.Popen, timeout: float
     return False
 
 
+def address(bind: str, port: int) -> str:
+    """Where to open the dashboard: by a name it answers to (see ALLOWED_HOSTS)."""
+    from django.conf import settings
+
+    if bind in ("0.0.0.0", "::"):
+        bind = socket.gethostname()
+    host = f"[{bind}]" if ":" in bind else bind
+    listening = f"http://{host}:{port}/"
+    if settings.PTRACKER_PUBLIC_ORIGIN:
+        return f"{settings.PTRACKER_PUBLIC_ORIGIN}/ (listening on {listening})"
+    return listening
+
+
 def spawn(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], start_new_session=True)
 
@@ -142,6 +155,8 @@ def stop_children(children: dict[str, subprocess.Popen]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Settings derive ALLOWED_HOSTS from the address; the children inherit it.
+    os.environ["PTRACKER_BIND"] = args.bind
     django_setup()
     from django.conf import settings
 
@@ -180,9 +195,8 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         if wait_listening(args.bind, args.port, children["web"], timeout=30):
-            host = f"[{args.bind}]" if ":" in args.bind else args.bind
             print(
-                f"\nptracker is running at http://{host}:{args.port}/\n"
+                f"\nptracker is running at {address(args.bind, args.port)}\n"
                 f"  {login}\n"
                 f"  sampling this machine every {settings.PTRACKER_SAMPLE_INTERVAL} s; "
                 f"data in {settings.DATA_DIR}\n"
@@ -225,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_parser.add_argument(
         "--bind",
-        default=os.environ.get("PTRACKER_BIND", "127.0.0.1"),
+        default=os.environ.get("PTRACKER_BIND") or "127.0.0.1",
         help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
     )
     run_parser.add_argument("--port", type=int, default=os.environ.get("PTRACKER_PORT", "8000"))

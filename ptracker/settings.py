@@ -11,10 +11,14 @@ import ipaddress
 import os
 import re
 import secrets
+import socket
+import urllib.parse
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import psutil
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from monitoring.params import MAX_ID
 
@@ -93,8 +97,139 @@ def secret_key() -> str:
 
 SECRET_KEY = secret_key()
 DEBUG = envbool("DEBUG")
-ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+
+# --- Who may reach ptracker: host names, origins, HTTPS, content policy ---------------
+# Only names ptracker was told about, or can see it is reached by, are served: a foreign
+# Host header (DNS rebinding: a name of the attacker's resolving to 127.0.0.1) gets
+# Django's 400, and the websocket takes only pages of ptracker's own origin
+# (ptracker.security.SameOriginOnly).
+HOST_NAME = re.compile(r"^(\.?[a-z0-9-]+(\.[a-z0-9-]+)*\.?|\[[0-9a-f:.]+\])$")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_name(value: str) -> str | None:
+    """value as an ALLOWED_HOSTS entry (IPv6 in brackets), None when it is no host name."""
+    value = value.strip().lower()
+    try:
+        if ipaddress.ip_address(value).version == 6:
+            return f"[{value}]"
+    except ValueError:
+        pass
+    return value if HOST_NAME.match(value) else None
+
+
+def host_list(name: str) -> list[str]:
+    hosts = []
+    for part in filter(None, (p.strip() for p in env(name).split(","))):
+        host = "*" if part == "*" else host_name(part)
+        if host is None:
+            CONFIG_ERRORS.append(
+                f"{name}: {part!r} is not a host name or address (mon.example.com, "
+                f"10.0.0.5, [::1], .example.com for every subdomain); no scheme, port or path."
+            )
+        else:
+            hosts.append(host)
+    return hosts
+
+
+def machine_hosts(bind: str) -> list[str]:
+    """What a browser may call this machine when ptracker listens on `bind`."""
+    names = [bind]
+    if bind in ("0.0.0.0", "::"):
+        # Every interface: the machine's name and each of its addresses (link-local
+        # ones need a zone id, which no browser puts in a Host header).
+        names = [socket.gethostname()] + [
+            address.address
+            for entries in psutil.net_if_addrs().values()
+            for address in entries
+            if address.family in (socket.AF_INET, socket.AF_INET6) and "%" not in address.address
+        ]
+    hosts = ["localhost", "127.0.0.1", "[::1]"] + [host_name(n) for n in names]
+    return list(dict.fromkeys(h for h in hosts if h))
+
+
+def public_url() -> tuple[str, str]:
+    """PTRACKER_PUBLIC_URL as (host, origin); empty strings when unset or bad."""
+    value = env("PTRACKER_PUBLIC_URL")
+    if not value:
+        return "", ""
+    parts = urllib.parse.urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    host = host_name(parts.hostname) if parts.hostname else None
+    if (
+        parts.scheme not in DEFAULT_PORTS
+        or host is None
+        or host.startswith(".")
+        or port == -1
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        CONFIG_ERRORS.append(
+            f"PTRACKER_PUBLIC_URL must be the address the dashboard is opened at, like "
+            f"https://mon.example.com or http://10.0.0.5:8000 (no path), got {value!r}."
+        )
+        return "", ""
+    netloc = host if port in (None, DEFAULT_PORTS[parts.scheme]) else f"{host}:{port}"
+    return host, f"{parts.scheme}://{netloc}"
+
+
+# `ptracker run --bind` sets PTRACKER_BIND for itself and its children (ptracker.cli).
+PTRACKER_BIND = env("PTRACKER_BIND") or "127.0.0.1"
+PUBLIC_HOST, PTRACKER_PUBLIC_ORIGIN = public_url()
+# ALLOWED_HOSTS is the old name of PTRACKER_ALLOWED_HOSTS, still read.
+ALLOWED_HOSTS = host_list(
+    "PTRACKER_ALLOWED_HOSTS" if env("PTRACKER_ALLOWED_HOSTS") else "ALLOWED_HOSTS"
+) or machine_hosts(PTRACKER_BIND)
+if PUBLIC_HOST and PUBLIC_HOST not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(PUBLIC_HOST)
+# Origins other than a page's own that may post forms and open the websocket: the public
+# address, when a proxy in front does not pass the Host header on.
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+if PTRACKER_PUBLIC_ORIGIN:
+    CSRF_TRUSTED_ORIGINS.append(PTRACKER_PUBLIC_ORIGIN)
+
+# HTTPS means behind a proxy that ends TLS and says so in X-Forwarded-Proto (ptracker
+# itself speaks plain HTTP). Explicit PTRACKER_HTTPS=0 wins over an https:// public
+# URL, for a proxy that cannot set that header (every request would be redirected).
+PTRACKER_HTTPS = envbool("PTRACKER_HTTPS", PTRACKER_PUBLIC_ORIGIN.startswith("https://"))
+if PTRACKER_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = envint("PTRACKER_HSTS_SECONDS", 365 * 86400, 0, 2 * 365 * 86400)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # HSTS preload is a promise for the whole registered domain (and anyone may submit
+    # it to the browsers' list once the header says so): not ptracker's to make.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Content-Security-Policy (django-csp): scripts only from our own files, or inline with
+# the response's nonce (the API docs' start-up, the debug report). Inline styles stay
+# allowed: the pages set bar widths and indents in style attributes, and a style cannot
+# run code. ptracker.security.CSPMiddleware adds the page's own ws:// or wss:// address
+# to connect-src, which older browsers do not count as 'self'.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# /api/schema/ and /api/docs/ need a session or a token unless this is on.
+PTRACKER_PUBLIC_API_DOCS = envbool("PTRACKER_PUBLIC_API_DOCS")
 
 # --- ptracker's own settings -------------------------------------------------
 # Seconds between two samples of this machine.
@@ -207,6 +342,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ptracker.security.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

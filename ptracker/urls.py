@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring import debug_monitor, prometheus
+from monitoring.api.views import ApiDocs, ApiSchema
 
 handler404 = "monitoring.api.errors.not_found"
 
@@ -15,8 +15,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("monitoring.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/schema/", ApiSchema.as_view(), name="api-schema"),
+    path("api/docs/", ApiDocs.as_view(), name="api-docs"),
     path("metrics", prometheus.metrics, name="metrics"),
     path("debug/monitor/snapshot", debug_monitor.snapshot_view, name="debug-snapshot"),
     path("debug/monitor/start", debug_monitor.start_view, name="debug-start"),

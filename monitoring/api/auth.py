@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
@@ -40,6 +41,16 @@ class ReadOnlyTokens(permissions.BasePermission):
         if isinstance(token, ApiToken) and token.read_only:
             return request.method in permissions.SAFE_METHODS
         return True
+
+
+class ApiDocsAccess(permissions.BasePermission):
+    """The schema and its docs page: signed in or with a token, unless
+    PTRACKER_PUBLIC_API_DOCS opens them (read per request, so tests can flip it)."""
+
+    def has_permission(self, request, view) -> bool:
+        return settings.PTRACKER_PUBLIC_API_DOCS or bool(
+            request.user and request.user.is_authenticated
+        )
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

@@ -1,17 +1,20 @@
 from datetime import timedelta
 
+from django.contrib.auth.views import redirect_to_login
 from django.db.models import F
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import NotFound
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring import exports, timeseries
+from monitoring.api.auth import ApiDocsAccess
 from monitoring.api.schema import answers, errors
 from monitoring.api.serializers import (
     EventSerializer,
@@ -286,3 +289,21 @@ class ExportView(APIView):
         name = f"ptracker-{kind}-{host.name if host else 'all'}-{start:%Y%m%dT%H%M}.{fmt}"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+
+class ApiSchema(SpectacularAPIView):
+    permission_classes = [ApiDocsAccess]
+
+
+class ApiDocs(SpectacularSwaggerView):
+    """Swagger UI. Its start-up script is inline with the response's CSP nonce
+    (monitoring/api_docs.html); a browser without a session is sent to log in."""
+
+    permission_classes = [ApiDocsAccess]
+    template_name = "monitoring/api_docs.html"
+    url_name = "api-schema"
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotAuthenticated):
+            return redirect_to_login(self.request.get_full_path())
+        return super().handle_exception(exc)

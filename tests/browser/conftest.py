@@ -112,6 +112,16 @@ class Problems:
         self.items = [p for p in self.items if not re.search(pattern, p)]
 
 
+def wait_until(page, function: str, timeout_ms: int = WAIT_MS) -> None:
+    """page.wait_for_function without its eval(): that re-polls through eval() in the
+    page, which the Content-Security-Policy blocks (no 'unsafe-eval')."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(function):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_ms} ms: {function}")
+        page.wait_for_timeout(100)
+
+
 @pytest.fixture
 def problems() -> Problems:
     return Problems()

@@ -18,9 +18,9 @@ from monitoring import ingest
 from monitoring.models import Host, Process
 from tests.browser.conftest import (
     INTERVAL,
-    WAIT_MS,
     processes,
     sample_times,
+    wait_until,
     why_no_browser,
 )
 from tests.conftest import batch
@@ -48,7 +48,7 @@ def names(page):
 def open_host(page, host: Host):
     page.goto(f"/hosts/{host.pk}/")
     expect(page.locator("#live-state")).to_have_text("● live")
-    page.wait_for_function(f"({CPU_POINTS})() > 0", timeout=WAIT_MS)
+    wait_until(page, f"() => ({CPU_POINTS})() > 0")
 
 
 class SampleWriter:
@@ -350,7 +350,7 @@ def test_a_process_name_opens_its_page_with_charts(page, sampled_host, screensho
     expect(page.locator("h1 .meta")).to_have_text("pid 101")
     expect(page.locator(".crumbs a")).to_have_text("gpu-box")
     expect(page.locator("#range-info")).to_have_text(re.compile(r"^one point per "))
-    page.wait_for_function(f"({CPU_POINTS})() > 0", timeout=WAIT_MS)
+    wait_until(page, f"() => ({CPU_POINTS})() > 0")
     expect(page.locator(".facts")).to_contain_text("data-loader (102)")  # its child
     screenshot(page, "process-detail")
 

@@ -184,7 +184,9 @@ def test_the_admin_shows_command_lines_to_a_superuser(alice_client, server):
 async def subscribed(client: Client, host_id: int) -> WebsocketCommunicator:
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
     ws = WebsocketCommunicator(
-        application, "/ws/live/", headers=[(b"origin", b"http://testserver"), (b"cookie", cookie)]
+        application,
+        "/ws/live/",
+        headers=[(b"origin", b"http://testserver"), (b"host", b"testserver"), (b"cookie", cookie)],
     )
     await ws.connect()
     await ws.send_json_to({"subscribe": f"host:{host_id}"})
