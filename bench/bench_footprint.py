@@ -61,6 +61,7 @@ The exit status is 0 whatever the figures.
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import math
 import os
@@ -107,9 +108,11 @@ CASES = {
 }
 PTRACKER_CASES = ("ptracker", "live")
 # django-q2 logs each child it forks ("Process-<id> ready for work at <pid>") and the
-# tasks it picks up: enough to name the roles of otherwise identical command lines.
+# function of each task it picks up ("Process-<id> processing <task name> '<module.func>'"):
+# enough to name the roles of otherwise identical command lines. Task names are random
+# words for scheduled jobs, so only the functions are kept.
 QCLUSTER_ROLE = re.compile(r"Process-(\w+) (ready for work|monitoring|pushing tasks) at (\d+)")
-QCLUSTER_TASK = re.compile(r"Process-(\w+) processing (\w+)")
+QCLUSTER_TASK = re.compile(r"Process-(\w+) processing \S+ '[\w.]*?(\w+)'")
 
 
 # -- processes we start ----------------------------------------------------------------
@@ -376,11 +379,11 @@ def qcluster_roles(log: Path) -> dict[int, str]:
     """pid -> role, from django-q2's log lines; empty when there are none."""
     text = log.read_text(errors="replace")
     roles = {int(pid): (name, role) for name, role, pid in QCLUSTER_ROLE.findall(text)}
-    tasks: dict[str, list[str]] = {}
-    for name, task in QCLUSTER_TASK.findall(text):
-        tasks.setdefault(name, []).append(task)
+    funcs: dict[str, set[str]] = {}
+    for name, func in QCLUSTER_TASK.findall(text):
+        funcs.setdefault(name, set()).add(func)
     return {
-        pid: "; ".join([role, *(f"runs {t}" for t in dict.fromkeys(tasks.get(name, [])))])
+        pid: f"{role}; ran {', '.join(sorted(funcs[name]))}" if name in funcs else role
         for pid, (name, role) in roles.items()
     }
 
@@ -460,7 +463,7 @@ def ptracker_ready(data_dir: Path, port: int) -> tuple[Callable[[], bool], dict]
                     return False
                 log_in(client, "admin", password)
             hosts = hosts_with_a_sample(client)
-        except (OSError, RuntimeError, ValueError):
+        except (OSError, RuntimeError, ValueError, http.client.HTTPException):
             client.close()
             client.conn = None
             return False
@@ -775,7 +778,7 @@ def target_lines(results: list[Measurement], ticks: Ticks | None) -> list[str]:
 
 
 def breakdown(results: list[Measurement], case: str) -> str:
-    """Per process, averaged over the rounds it appeared in, in tree order."""
+    """Per process, averaged over the rounds it appeared in."""
     cpu: dict[tuple[str, ...], list[float]] = {}
     pss: dict[tuple[str, ...], list[float]] = {}
     for r in good(results, case):
@@ -789,7 +792,7 @@ def breakdown(results: list[Measurement], case: str) -> str:
             f"{mean(pss[path]):.1f}",
             str(len(cpu[path])),
         ]
-        for path in cpu  # insertion order: roots first, then pids in order
+        for path in sorted(cpu)  # a parent's path is a prefix of its children's: tree order
     ]
     return f"Per process, {CASES[case]}:\n" + table(
         ["process (command, [django-q2 role])", "CPU % of 1 core", "PSS MiB mean", "rounds"], rows
