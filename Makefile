@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test lint bench bench-footprint clean browser
 
 run: $(VENV)/.installed node_modules/.installed
 	$(BIN)/ptracker run $(RUN_ARGS)
@@ -20,6 +20,10 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_sampler.py
+
+# The whole `ptracker run` tree against atop and glances (installs those when missing); ~12 min.
+bench-footprint: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_footprint.py $(BENCH_ARGS)
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ptracker needs Python 3.11 or newer; set PYTHON=python3.x")'
