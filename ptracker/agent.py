@@ -440,19 +440,33 @@ def _unit_word(arg: str) -> str:
 
 
 def ptracker_executable() -> list[str]:
-    script = Path(sys.executable).parent / "ptracker"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "ptracker"]
+    script = Path(sys.argv[0])
+    if script.name == "ptracker" and script.is_file():
+        return [os.path.abspath(script)]
+    beside = Path(sys.executable).parent / "ptracker"
+    return [str(beside)] if beside.is_file() else [sys.executable, "-m", "ptracker"]
 
 
-def systemd_unit(command: list[str], hub: str) -> str:
-    """The unit for `command` (the ptracker executable, then agent options)."""
+def systemd_unit(command: list[str], hub: str, token_file: str | None = None) -> str:
+    """The unit for `command` (the ptracker executable, then agent options).
+
+    The token never appears in the unit: it is read by systemd (as root) from
+    `token_file` (a credential) or, without one, from an environment file."""
     exec_start = " ".join(_unit_word(a) for a in command)
+    if token_file:
+        exec_start += " --token-file %d/agent-token"  # %d: the service's credentials
+        token_lines = f"LoadCredential=agent-token:{_unit_word(token_file)}"
+        install = f"""#   1. the token in {token_file}, readable by root only; systemd hands the
+#      service a copy (after replacing the token: systemctl restart ptracker-agent)"""
+    else:
+        token_lines = f"EnvironmentFile={UNIT_ENV_FILE}"
+        install = f"""#   1. the token, readable by root only (systemd reads it for the service):
+#        install -d -m 700 {Path(UNIT_ENV_FILE).parent}
+#        echo '{TOKEN_ENV}=pta_…' > {UNIT_ENV_FILE}; chmod 600 {UNIT_ENV_FILE}"""
     return f"""\
 # ptracker agent: samples this machine and pushes to the hub at {hub}.
 # Install:
-#   1. the token, readable by root only (systemd reads it for the service):
-#        install -d -m 700 {Path(UNIT_ENV_FILE).parent}
-#        echo '{TOKEN_ENV}=pta_…' > {UNIT_ENV_FILE}; chmod 600 {UNIT_ENV_FILE}
+{install}
 #   2. this file as /etc/systemd/system/ptracker-agent.service, then
 #        systemctl daemon-reload && systemctl enable --now ptracker-agent
 [Unit]
@@ -463,7 +477,7 @@ After=network-online.target
 [Service]
 Type=simple
 ExecStart={exec_start}
-EnvironmentFile={UNIT_ENV_FILE}
+{token_lines}
 Restart=always
 RestartSec=5
 # A user of its own, made by systemd; the spool survives restarts in /var/lib.
@@ -529,7 +543,9 @@ def main(argv: list[str]) -> int:
     try:
         if args.print_systemd_unit:
             args.hub = hub_url(args.hub, args.insecure)
-            print(systemd_unit(unit_command(args, ptracker_executable()), args.hub), end="")
+            token_file = args.token_file and os.path.abspath(args.token_file)
+            command = unit_command(args, ptracker_executable())
+            print(systemd_unit(command, args.hub, token_file), end="")
             return 0
         settings = settings_from(args)
         agent = Agent(settings)

@@ -427,6 +427,16 @@ def test_it_prints_a_hardened_systemd_unit(capsys):
     assert "pta_" not in exec_start
 
 
+def test_a_unit_for_a_token_file_hands_the_service_a_credential(capsys):
+    args = ["--hub", "https://hub.example.org", "--token-file", "/etc/ptracker/agent-token"]
+    assert agent.main([*args, "--print-systemd-unit"]) == 0
+    unit = capsys.readouterr().out.splitlines()
+    assert "LoadCredential=agent-token:/etc/ptracker/agent-token" in unit
+    exec_start = next(line for line in unit if line.startswith("ExecStart="))
+    assert exec_start.endswith("--token-file %d/agent-token")
+    assert not any(line.startswith("EnvironmentFile=") for line in unit)
+
+
 def test_the_units_in_the_repository_match_what_the_agent_prints():
     hub_url = "https://hub.example.org"
     command = ["/opt/ptracker/bin/ptracker", "agent", "--hub", hub_url]
