@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from alerts.models import (
     OPERATORS,
+    PRESENCE_RULES,
     AlertState,
     Delivery,
     MaintenanceWindow,
@@ -28,7 +29,8 @@ from alerts.models import (
 )
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 
-SCHEDULED = {"host_offline", "process_missing", "memory_growth", "disk_will_fill"}
+SCHEDULED = {"host_offline", "process_missing", "service_inactive", "memory_growth",
+             "disk_will_fill"}  # fmt: skip
 GPU_FIELDS = {
     "gpu_utilization": "utilization",
     "gpu_memory_percent": "memory_percent",
@@ -83,13 +85,13 @@ def advance(rule: Rule, current: AlertState, value: float | None, now: datetime)
 
 
 def breaching(rule: Rule, value: float) -> bool:
-    if rule.metric == "process_missing":
-        return value == 0  # value: how many matching processes run
+    if rule.metric in PRESENCE_RULES:
+        return value == 0  # value: how many matching processes run, or 1 for an active unit
     return OPERATORS[rule.operator](value, rule.threshold)
 
 
 def recovered(rule: Rule, value: float) -> bool:
-    if rule.metric == "process_missing":
+    if rule.metric in PRESENCE_RULES:
         return value > 0
     limit = rule.threshold if rule.recovery_threshold is None else rule.recovery_threshold
     return not OPERATORS[rule.operator](value, limit)
@@ -339,6 +341,12 @@ def evaluate_scheduled(now: datetime | None = None) -> list[Transition]:
                 values = [("host", silent / max(host.sample_interval, 1))]
             elif rule.metric == "process_missing":
                 values = missing_values(rule, host, now)
+            elif rule.metric == "service_inactive":
+                values = [
+                    (f"unit:{unit}", float(state == "active"))
+                    for unit, state in host.services.values_list("unit", "active_state")
+                ]
+                transitions += resolve_gone(rule, host, {s for s, _ in values}, now)
             else:
                 values = trend_values(rule, host, now)
             with transaction.atomic():

@@ -20,6 +20,8 @@ SEVERITIES = [("info", "info"), ("warning", "warning"), ("critical", "critical")
 OPERATORS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t,
              "<": lambda v, t: v < t, "<=": lambda v, t: v <= t}  # fmt: skip
 
+# Rules about something that must be there (value: 1 present, 0 not): no threshold.
+PRESENCE_RULES = {"process_missing", "service_inactive"}
 # metric -> (label, unit, what it is measured on, lowest, highest valid threshold)
 METRICS = {
     "cpu_percent": ("Host CPU %", "%", "host", 0, 100),
@@ -42,6 +44,7 @@ METRICS = {
     # Special rules: their own evaluation, see alerts.evaluation.
     "host_offline": ("Host offline (no sample for N intervals)", "intervals", "host", 1, None),
     "process_missing": ("Watched process not running", "", "watch", None, None),
+    "service_inactive": ("systemd service not active", "", "service", None, None),
     "memory_growth": ("Memory grows faster than N MB per hour", "MB/h", "host|process", 0, None),
     "disk_will_fill": ("Disk full within N hours (linear trend)", "h", "mount", 0, None),
 }
@@ -102,10 +105,15 @@ class Channel(models.Model):
                 raise ValidationError({"config": exc.messages}) from exc
 
 
+def metric_choices() -> list[tuple[str, str]]:
+    # A callable, so that a new metric needs no migration.
+    return [(k, v[0]) for k, v in METRICS.items()]
+
+
 class Rule(models.Model):
     name = models.CharField(max_length=100, unique=True)
     enabled = models.BooleanField(default=True)
-    metric = models.CharField(max_length=30, choices=[(k, v[0]) for k, v in METRICS.items()])
+    metric = models.CharField(max_length=30, choices=metric_choices)
     operator = models.CharField(max_length=2, choices=[(o, o) for o in OPERATORS], default=">")
     threshold = models.FloatField(null=True, blank=True)
     for_seconds = models.PositiveIntegerField(
@@ -164,7 +172,7 @@ class Rule(models.Model):
         label, unit, scope, low, high = METRICS.get(self.metric, (None,) * 5)
         if label is None:
             raise ValidationError({"metric": f"Unknown metric {self.metric!r}."})
-        needs_threshold = self.metric != "process_missing"
+        needs_threshold = self.metric not in PRESENCE_RULES
         if needs_threshold and self.threshold is None:
             raise ValidationError({"threshold": "This metric needs a threshold."})
         for field in ("threshold", "recovery_threshold"):

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.shortcuts import redirect
 from django.utils import timezone
 
 from monitoring.models import (
@@ -8,6 +9,7 @@ from monitoring.models import (
     Lease,
     Process,
     Retention,
+    Service,
     WatchedProcess,
 )
 
@@ -22,9 +24,15 @@ class HostAdmin(admin.ModelAdmin):
         "is_local",
         "last_seen",
         "agent_version",
+        "agent_token_prefix",
+        "clock_offset",
         "inventory",
         "created",
     ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # A host is added with its agent token and the lines to run on it.
+        return redirect("add-server")
 
 
 @admin.register(WatchedProcess)
@@ -111,3 +119,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         messages.success(request, f"{count} token(s) revoked.")
+
+
+@admin.register(Service)
+class ServiceAdmin(ReadOnlyAdmin):
+    """What the sampler read last; follow more units with the host's service patterns."""
+
+    list_display = ["unit", "host", "active_state", "sub_state", "restarts", "last_seen"]
+    list_filter = ["active_state", "host"]
+    search_fields = ["unit"]

@@ -1,6 +1,6 @@
 """Store one Batch for one host: one transaction, a handful of queries.
 
-The one write path for the local sampler and (later) agent pushes. It is stateless:
+The one write path for the local sampler and agent pushes. It is stateless:
 which watched processes were running before is read from the database, so a
 restart of the sampler or a different hub process changes nothing.
 """
@@ -10,10 +10,20 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
+from monitoring import rollups
+from monitoring.models import (
+    Event,
+    GpuSample,
+    Host,
+    HostSample,
+    Process,
+    ProcessSample,
+    Service,
+)
 from monitoring.sampling import Batch, ProcessRow
 
 log = logging.getLogger(__name__)
@@ -28,33 +38,60 @@ def ctime(epoch: float) -> datetime:
     return datetime.fromtimestamp(round(epoch, 3), UTC)
 
 
-def store(host: Host, batch: Batch) -> HostSample:
+def store(host: Host, batch: Batch, hooks: bool = True) -> HostSample | None:
+    """Store one batch; None when a batch with its id was stored before.
+
+    Batches may come late and out of order (an agent's backlog): `last_seen` only
+    moves forward, lifecycle events and the host's state follow only the newest
+    batch, and rollups behind the watermark are redone. The after-ingest hooks
+    (alerts) see only the newest batch, and only when `hooks`: an agent's backlog
+    is stored with hooks=False, so old data never fires as new."""
     previous_seen = host.last_seen
-    with transaction.atomic():
-        sample = HostSample.objects.create(
-            host=host, ts=batch.ts, **{k: v for k, v in batch.host.items() if k in HOST_FIELDS}
-        )
-        GpuSample.objects.bulk_create(
-            GpuSample(host=host, ts=batch.ts, **gpu) for gpu in batch.gpus
-        )
-        processes = _identities(host, batch)
-        ProcessSample.objects.bulk_create(
-            _process_sample(host, batch.ts, processes[_key(row)], row) for row in batch.processes
-        )
-        _lifecycle(host, batch, processes, previous_seen)
-        update = {"last_seen": batch.ts}
-        if _back_up(host, batch.ts, previous_seen):
-            update["down_since"] = None
-        if batch.inventory and batch.inventory != host.inventory:
-            update["inventory"] = batch.inventory
-        Host.objects.filter(pk=host.pk).update(**update)
+    newest = previous_seen is None or batch.ts > previous_seen
+    try:
+        with transaction.atomic():
+            if batch.id and HostSample.objects.filter(host=host, batch_id=batch.id).exists():
+                return None
+            sample = HostSample.objects.create(
+                host=host,
+                ts=batch.ts,
+                batch_id=batch.id,
+                **{k: v for k, v in batch.host.items() if k in HOST_FIELDS},
+            )
+            GpuSample.objects.bulk_create(
+                GpuSample(host=host, ts=batch.ts, **gpu) for gpu in batch.gpus
+            )
+            processes = _identities(host, batch)
+            ProcessSample.objects.bulk_create(
+                _process_sample(host, batch.ts, processes[_key(row)], row)
+                for row in batch.processes
+            )
+            update = {}
+            if newest:
+                _lifecycle(host, batch, processes, previous_seen)
+                if batch.services is not None:
+                    _services(host, batch)
+                update["last_seen"] = batch.ts
+                if _reporting_again(host, batch.ts, previous_seen):
+                    update["down_since"] = None
+                if batch.inventory and batch.inventory != host.inventory:
+                    update["inventory"] = batch.inventory
+                Host.objects.filter(pk=host.pk).update(**update)
+            if batch.ts < timezone.now() - rollups.GRACE:
+                rollups.reopen(host, batch.ts)
+    except IntegrityError:
+        # The same batch id stored by a concurrent request a moment ago.
+        if batch.id and HostSample.objects.filter(host=host, batch_id=batch.id).exists():
+            return None
+        raise
     for name, value in update.items():
         setattr(host, name, value)
-    for hook in after_ingest_hooks():
-        try:
-            hook(host, sample)
-        except Exception:  # the sample is stored; a failing hook must not say otherwise
-            log.exception("after-ingest hook %s failed", getattr(hook, "__qualname__", hook))
+    if newest and hooks:
+        for hook in after_ingest_hooks():
+            try:
+                hook(host, sample)
+            except Exception:  # the sample is stored; a failing hook must not say otherwise
+                log.exception("after-ingest hook %s failed", getattr(hook, "__qualname__", hook))
     return sample
 
 
@@ -65,19 +102,37 @@ def after_ingest_hooks() -> list:
     return [import_string(path) for path in settings.PTRACKER_AFTER_INGEST]
 
 
-def _back_up(host: Host, ts: datetime, previous_seen: datetime | None) -> bool:
-    """A host_up event when a host reports after being down (or silent that long)."""
-    silent = previous_seen is not None and ts - previous_seen > host.offline_after()
-    if host.down_since is None and not silent:
-        return False
+def _reporting_again(host: Host, ts: datetime, previous_seen: datetime | None) -> bool:
+    """Whether the host was down or silent and `ts` ends it; records what it was.
+
+    A gap between this batch and the previous one is a real outage (host_up). No
+    gap while the host is marked down means it kept sampling and only its samples
+    could not reach us (the link or the hub was down): the host_down event becomes
+    a link_down one, and a link_up event says the backlog is arriving."""
     gap = ts - previous_seen if previous_seen else None
+    if gap is not None and gap > host.offline_after():
+        Event.record(
+            host,
+            "host_up",
+            f"{host.name} is reporting again after {_human(gap)} without samples",
+            ts=ts,
+            data={"silent_seconds": gap.total_seconds()},
+        )
+        return True
+    if host.down_since is None:
+        return False
+    Event.objects.filter(host=host, kind="host_down", ts__gte=host.down_since).update(
+        kind="link_down",
+        message=f"No samples of {host.name} reached the hub from "
+        f"{previous_seen:%Y-%m-%d %H:%M:%S} UTC: the link or the hub was down, "
+        "the host kept sampling",
+    )
     Event.record(
         host,
-        "host_up",
-        f"{host.name} is reporting again"
-        + (f" after {_human(gap)} without samples" if gap else ""),
-        ts=ts,
-        data={"silent_seconds": gap.total_seconds() if gap else None},
+        "link_up",
+        f"Samples of {host.name} reach the hub again; the gap since "
+        f"{previous_seen:%H:%M:%S} UTC is being backfilled",
+        data={"down_since": host.down_since.isoformat(), "last_seen": previous_seen.isoformat()},
     )
     return True
 
@@ -219,3 +274,52 @@ def _lifecycle(host, batch: Batch, processes: dict, previous_seen: datetime | No
                 "last_seen": process.last_seen.isoformat(),
             },
         )
+
+
+SERVICE_FIELDS = ("description", "active_state", "sub_state", "restarts", "memory",
+                  "cpu_percent", "main_pid")  # fmt: skip
+
+
+def _services(host: Host, batch: Batch) -> None:
+    """The host's units as read in this batch; service_failed / service_recovered events.
+
+    A unit is listed while it is failed or matches the host's patterns, so a failed
+    unit that drops off the list is no longer failed: it recovered."""
+    known = {s.unit: s for s in Service.objects.filter(host=host)}
+    listed = set()
+    for row in batch.services:
+        unit = row["unit"]
+        listed.add(unit)
+        values = {f: row.get(f) for f in SERVICE_FIELDS}
+        values["description"] = (values["description"] or "")[:255]
+        old = known.get(unit)
+        if old is None:
+            Service.objects.create(
+                host=host, unit=unit, since=batch.ts, last_seen=batch.ts, **values
+            )
+        else:
+            changed = old.active_state != values["active_state"]
+            Service.objects.filter(pk=old.pk).update(
+                last_seen=batch.ts, **({"since": batch.ts} if changed else {}), **values
+            )
+        was_failed = old is not None and old.active_state == "failed"
+        if values["active_state"] == "failed" and not was_failed:
+            _service_event(host, batch.ts, unit, "service_failed", values)
+        elif was_failed and values["active_state"] != "failed":
+            _service_event(host, batch.ts, unit, "service_recovered", values)
+    for unit, old in known.items():
+        if unit not in listed:
+            if old.active_state == "failed":
+                _service_event(host, batch.ts, unit, "service_recovered", {"active_state": "-"})
+            old.delete()
+
+
+def _service_event(host: Host, ts: datetime, unit: str, kind: str, values: dict) -> None:
+    if kind == "service_failed":
+        restarts = values.get("restarts")
+        message = f"{unit} failed on {host.name}" + (
+            f" after {restarts} restarts" if restarts else ""
+        )
+    else:
+        message = f"{unit} on {host.name} is no longer failed ({values['active_state']})"
+    Event.record(host, kind, message, ts=ts, subject=f"unit:{unit}", data={"unit": unit})

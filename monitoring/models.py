@@ -27,12 +27,53 @@ class Host(models.Model):
     agent_version = models.CharField(max_length=40, blank=True, editable=False)
     inventory = models.JSONField(default=dict, blank=True, editable=False)
     created = models.DateTimeField(default=timezone.now, editable=False)
+    # The agent's token, as its SHA-256 (shown once when made; see issue_agent_token).
+    agent_token_hash = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False
+    )
+    agent_token_prefix = models.CharField(max_length=12, blank=True, editable=False)
+    service_patterns = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="systemd units to follow besides failed ones: globs separated by spaces, "
+        "e.g. nginx.service postgresql*",
+    )
+    # Hub clock minus agent clock at its last push, seconds: samples carry agent time.
+    clock_offset = models.FloatField(null=True, blank=True, editable=False)
+
+    AGENT_TOKEN_PREFIX = "pta_"
+    CLOCK_WARNING = 10.0  # seconds of offset worth a warning on the host page
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def add_remote(cls, name: str, labels: dict | None = None) -> tuple["Host", str]:
+        """A host that an agent will report for, and that agent's token (shown once)."""
+        host = cls(name=name, machine_id=f"agent:{uuid.uuid4().hex}", labels=labels or {})
+        secret = host.set_agent_token()
+        host.save()
+        return host, secret
+
+    def set_agent_token(self) -> str:
+        """A new agent token (the old one stops working); returns the secret."""
+        secret = self.AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.agent_token_hash = hash_token(secret)
+        self.agent_token_prefix = secret[:12]
+        return secret
+
+    @property
+    def clock_warning(self) -> bool:
+        return self.clock_offset is not None and abs(self.clock_offset) > self.CLOCK_WARNING
+
+    @classmethod
+    def for_agent_token(cls, secret: str) -> "Host | None":
+        if not secret.startswith(cls.AGENT_TOKEN_PREFIX):
+            return None
+        return cls.objects.filter(agent_token_hash=hash_token(secret), enabled=True).first()
 
     @classmethod
     def local(cls) -> "Host":
@@ -96,9 +137,14 @@ class HostSample(models.Model):
     # [{"name", "rx_bps", "tx_bps"}]: loopback excluded from net_*_bps, listed here
     nets = models.JSONField(default=list)
     uptime = models.FloatField(null=True)  # seconds
+    # The agent's id for the batch this row came from: a resent batch is stored once.
+    batch_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (NULLs stay distinct under the unique constraint)
 
     class Meta:
         indexes = [models.Index(fields=["host", "ts"])]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "batch_id"], name="one_sample_per_batch")
+        ]
         get_latest_by = "ts"
 
     @property
@@ -207,10 +253,43 @@ class ProcessSample(models.Model):
         ]
 
 
+class Service(models.Model):
+    """A systemd unit of a host as last read: failed units and those of its patterns."""
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="services")
+    unit = models.CharField(max_length=255)
+    description = models.CharField(max_length=255, blank=True)
+    active_state = models.CharField(max_length=20)
+    sub_state = models.CharField(max_length=30, blank=True)
+    restarts = models.PositiveIntegerField(null=True)
+    memory = models.BigIntegerField(null=True)  # bytes
+    cpu_percent = models.FloatField(null=True)  # of one core
+    main_pid = models.PositiveIntegerField(null=True)
+    since = models.DateTimeField()  # in this active state since (as far as we saw)
+    last_seen = models.DateTimeField()  # newest read that listed it
+
+    class Meta:
+        ordering = ["unit"]
+        constraints = [models.UniqueConstraint(fields=["host", "unit"], name="one_row_per_unit")]
+
+    def __str__(self) -> str:
+        return self.unit
+
+
+def event_kinds() -> list[tuple[str, str]]:
+    # A callable, so that a new kind needs no migration.
+    return Event.KINDS
+
+
 class Event(models.Model):
     KINDS = [
         ("host_down", "host down"),
         ("host_up", "host up"),
+        ("link_down", "link down (host kept sampling)"),
+        ("link_up", "link back, backfilled"),
+        ("samples_dropped", "samples dropped by the agent"),
+        ("service_failed", "service failed"),
+        ("service_recovered", "service recovered"),
         ("process_started", "process started"),
         ("process_exited", "process exited"),
         ("process_vanished", "process exited abnormally"),
@@ -223,7 +302,7 @@ class Event(models.Model):
 
     host = models.ForeignKey(Host, models.CASCADE, related_name="events")
     process = models.ForeignKey(Process, models.SET_NULL, null=True, blank=True)
-    kind = models.CharField(max_length=40, choices=KINDS)
+    kind = models.CharField(max_length=40, choices=event_kinds)
     ts = models.DateTimeField(default=timezone.now)
     message = models.TextField()
     data = models.JSONField(default=dict, blank=True)

@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from monitoring.models import GpuSample, Host, HostSample, ProcessSample, Rollup, RollupState
@@ -167,6 +168,19 @@ def _next_data(host: Host, resolution: int, after: datetime) -> datetime | None:
         )
     first = row.first()
     return floor(first[0], resolution) if first else None
+
+
+def reopen(host: Host, ts: datetime) -> None:
+    """A sample at `ts` arrived behind the watermarks: move them back so its buckets
+    are rolled up again (upserts: the redone buckets replace the old ones)."""
+    minute, hour = floor(ts, Rollup.MINUTE), floor(ts, Rollup.HOUR)
+    RollupState.objects.filter(
+        Q(resolution=Rollup.MINUTE, done_until__gt=minute)
+        | Q(resolution=Rollup.HOUR, done_until__gt=hour),
+        host=host,
+    ).update(
+        done_until=Case(When(resolution=Rollup.MINUTE, then=Value(minute)), default=Value(hour))
+    )
 
 
 def roll_up_host(host: Host, resolution: int, now: datetime | None = None) -> int:

@@ -130,17 +130,23 @@ class Batch:
     inventory: dict = field(default_factory=dict)
     # Watches that matched some running process this tick (for lifecycle events).
     watched_running: set[int] = field(default_factory=set)
+    # Set by an agent when it spools the batch: the hub stores each id once.
+    id: str | None = None
+    # systemd units, read every Sampler.services_every seconds; None when not read.
+    services: list[dict] | None = None
 
     def to_dict(self) -> dict:
         """The wire format (JSON-ready) that agents push and recordings keep."""
         return {
             "version": WIRE_VERSION,
+            "id": self.id,
             "ts": self.ts.isoformat(),
             "host": self.host,
             "gpus": self.gpus,
             "processes": [asdict(p) for p in self.processes],
             "inventory": self.inventory,
             "watched_running": sorted(self.watched_running),
+            "services": self.services,
         }
 
     @classmethod
@@ -169,7 +175,17 @@ class Batch:
         if not all(type(w) is int for w in watched):
             raise BatchFormatError("watched_running: a list of watch ids")
         processes = _typed(data, "processes", list)
+        batch_id = data.get("id")
+        if batch_id is not None and not (isinstance(batch_id, str) and 0 < len(batch_id) <= 64):
+            raise BatchFormatError("id: a string of 1 to 64 characters")
+        services = data.get("services")
+        if services is not None and not (
+            isinstance(services, list) and all(isinstance(x, dict) for x in services)
+        ):
+            raise BatchFormatError("services: a list of objects, or null")
         return cls(
+            id=batch_id,
+            services=services,
             ts=ts.astimezone(UTC),
             host=host,
             gpus=gpus,
@@ -250,6 +266,10 @@ class Sampler:
         self.cpu: CpuTimes | None = None
         self.per_cpu: tuple[CpuTimes, ...] = ()
         self.static: dict[Identity, StaticInfo] = {}
+        # systemd units to read besides the failed ones (globs), and how often.
+        self.service_patterns: tuple[str, ...] = ()
+        self.services_every = 30.0
+        self.services_read_at: float | None = None
         self._logged_failures: set[tuple[str, str]] = set()
         self.platform = platform_info()
 
@@ -317,6 +337,10 @@ class Sampler:
                     gpu_memory_by_pid[p.pid] = gpu_memory_by_pid.get(p.pid, 0) + p.gpu_memory
 
         batch = Batch(ts=ts, host=host, gpus=[self._gpu(g) for g in gpus])
+        if self.services_read_at is None or now - self.services_read_at >= self.services_every:
+            self.services_read_at = now
+            units = self.run_collector("services", self.service_patterns)
+            batch.services = None if units is None else self._services(units, now)
         if procs is not None:
             mem_total = system.mem_total if system is not None else None
             self._processes(batch, procs, now_procs, mem_total, gpu_memory_by_pid, on_gpu)
@@ -373,6 +397,24 @@ class Sampler:
             "net_rx_bps": rx_total if complete else None,
             "net_tx_bps": tx_total if complete else None,
         }
+
+    def _services(self, units, now: float) -> list[dict]:
+        rows = []
+        for u in units:
+            cpu = self.counters.rate(("unit", u.unit, "cpu"), u.cpu_seconds, now)
+            rows.append(
+                {
+                    "unit": u.unit,
+                    "description": u.description,
+                    "active_state": u.active_state,
+                    "sub_state": u.sub_state,
+                    "restarts": u.restarts,
+                    "memory": u.memory,
+                    "cpu_percent": None if cpu is None else round(100 * cpu, 2),
+                    "main_pid": u.main_pid,
+                }
+            )
+        return rows
 
     @staticmethod
     def _gpu(g) -> dict:

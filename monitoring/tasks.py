@@ -83,6 +83,7 @@ def run_sampler(
     if token is None:
         Event.record(host, "sampler_started", f"sampling every {interval} s", subject="sampler")
     sampler = Sampler(top_n=settings.PTRACKER_TOP_N, watches=load_watches(host))
+    sampler.service_patterns = tuple(host.service_patterns.split())
 
     def store(batch: Batch) -> None:
         try:

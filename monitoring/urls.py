@@ -4,6 +4,7 @@ from monitoring import views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("hosts/add/", views.add_server, name="add-server"),
     path("hosts/<int:host_id>/", views.host_detail, name="host-detail"),
     path("hosts/<int:host_id>/processes", views.host_processes, name="host-processes"),
     path("processes/<int:process_id>/", views.process_detail, name="process-detail"),

@@ -3,6 +3,7 @@ from datetime import datetime, timedelta
 import psutil
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F
 from django.http import Http404, HttpResponseNotAllowed
@@ -107,6 +108,7 @@ def host_detail(request, host_id: int):
         "events": Event.objects.filter(host=host).select_related("process")[:10],
         "sampler": sampler_status() if host.is_local else None,
         "table": process_table(host, request.GET),
+        "services": list(host.services.all()),
         "page_data": {
             "host": host.pk,
             "interval": host.sample_interval,
@@ -311,3 +313,45 @@ def tokens(request):
         "error": error,
     }
     return render(request, "monitoring/tokens.html", context, status=400 if error else 200)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`env=prod, team=ml` → {"env": "prod", "team": "ml"}; ValueError naming the bad part."""
+    labels = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"labels are KEY=VALUE, separated by commas; {part!r} is not")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+@login_required
+def add_server(request):
+    """A host for another machine and its agent token, with the lines to run there.
+
+    The token is on this response only (never in a cookie or a message), so the
+    page must not be cached."""
+    if not request.user.has_perm("monitoring.add_host"):
+        raise PermissionDenied
+    context: dict = {"name": "", "labels": ""}
+    status = 200
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        context.update(name=name, labels=request.POST.get("labels", ""))
+        try:
+            labels = parse_labels(context["labels"])
+            if not name or len(name) > 100:
+                raise ValueError("give the server a name of 1 to 100 characters")
+            if Host.objects.filter(name=name).exists():
+                raise ValueError(f"a host named {name!r} exists already")
+        except ValueError as exc:
+            context["error"], status = str(exc), 400
+        else:
+            host, secret = Host.add_remote(name, labels)
+            context.update(host=host, secret=secret, hub=request.build_absolute_uri("/"))
+    elif request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    response = render(request, "monitoring/add_server.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from monitoring.api import views
+from monitoring.api import agents, views
 
 urlpatterns = [
     path("hosts/", views.HostList.as_view(), name="api-hosts"),
@@ -11,4 +11,5 @@ urlpatterns = [
     path("processes/<int:process_id>/", views.ProcessDetail.as_view(), name="api-process"),
     path("events/", views.EventList.as_view(), name="api-events"),
     path("export/<slug:kind>", views.ExportView.as_view(), name="api-export"),
+    path("ingest", agents.IngestView.as_view(), name="api-ingest"),
 ]

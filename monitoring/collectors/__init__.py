@@ -7,7 +7,7 @@ times, bytes) are returned as they are; monitoring.sampling turns them into rate
 Optional hardware that is missing gives an empty result, never an exception.
 """
 
-from . import disks, gpu, network, processes, system
+from . import disks, gpu, network, processes, services, system
 
 COLLECTORS = {
     "system": system.collect,
@@ -15,4 +15,5 @@ COLLECTORS = {
     "network": network.collect,
     "processes": processes.collect,
     "gpu": gpu.collect,
+    "services": services.collect,
 }

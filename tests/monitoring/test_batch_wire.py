@@ -21,6 +21,9 @@ def wire(batch: Batch) -> dict:
 def test_a_real_batch_survives_json_unchanged(batch):
     assert batch.processes and batch.host["mem_total"] > 0
     assert Batch.from_dict(wire(batch)) == batch
+    batch.id = "0f3c9a"
+    assert Batch.from_dict(wire(batch)).id == "0f3c9a"
+    batch.id = None
 
 
 def test_the_wire_dict_says_its_version(batch):
@@ -35,6 +38,8 @@ def test_the_wire_dict_says_its_version(batch):
         (lambda d: d.update(ts="2026-11-26T10:00:00"), "ts"),
         (lambda d: d.update(ts="yesterday"), "ts"),
         (lambda d: d.update(host=[]), "host"),
+        (lambda d: d.update(id=7), "id"),
+        (lambda d: d.update(id="x" * 65), "id"),
         (lambda d: d.update(gpus=[1]), "gpus"),
         (lambda d: d.update(watched_running=["a"]), "watched_running"),
         (lambda d: d["processes"].append("x"), "processes[5]"),
