@@ -285,9 +285,9 @@ class Agent:
         self._bad_patterns: set = set()
 
     def spool_batch(self, batch: Batch) -> None:
-        batch_id = uuid.uuid4().hex
-        self.spool.append({**batch.to_dict(), "id": batch_id})
-        log.debug("spooled batch %s of %s", batch_id, batch.ts.isoformat())
+        batch.id = uuid.uuid4().hex
+        self.spool.append(batch.to_dict())
+        log.debug("spooled batch %s of %s", batch.id, batch.ts.isoformat())
         self.sender.wake.set()
 
     def after_tick(self, ticks: int) -> None:
@@ -296,7 +296,7 @@ class Agent:
             self.apply(config)
 
     def apply(self, config: dict) -> None:
-        """The hub's settings: interval (unless --interval), top N and watches."""
+        """The hub's settings: interval (unless --interval), top N, services, watches."""
         interval = config.get("interval")
         if (
             self.settings.interval is None
@@ -310,6 +310,9 @@ class Agent:
         top_n = config.get("top_n")
         if type(top_n) is int and top_n > 0:
             self.sampler.top_n = top_n
+        patterns = config.get("service_patterns")
+        if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
+            self.sampler.service_patterns = tuple(patterns)
         specs = config.get("watches")
         if isinstance(specs, list) and specs != self._watch_specs:
             self._watch_specs = specs

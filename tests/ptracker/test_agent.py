@@ -5,6 +5,8 @@ import json
 import logging
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -298,6 +300,7 @@ def test_the_hubs_config_sets_interval_top_n_and_watches(hub, running, monkeypat
     hub.config = {
         "interval": 2,
         "top_n": 1,
+        "service_patterns": ["ptracker-*"],
         "watches": [{"id": 7, "field": "cmdline", "pattern": "pytest|python"}],
     }
     agent_ = running(interval=None)
@@ -309,6 +312,7 @@ def test_the_hubs_config_sets_interval_top_n_and_watches(hub, running, monkeypat
     assert last.watched_running == {7}
     assert any(p.watched_id == 7 and p.pid == os.getpid() for p in last.processes)
     assert agent_.agent.sampler.top_n == 1
+    assert agent_.agent.sampler.service_patterns == ("ptracker-*",)
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -444,3 +448,76 @@ def test_the_units_in_the_repository_match_what_the_agent_prints():
     assert (ROOT / "deploy/systemd/ptracker-agent.service").read_text() == expected
     hub_unit = (ROOT / "deploy/systemd/ptracker-hub.service").read_text()
     assert "ExecStart=/opt/ptracker/bin/ptracker run --bind 0.0.0.0 --port 8000" in hub_unit
+
+
+# -- end to end ------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_an_agents_samples_become_host_samples_of_its_host_on_a_real_hub(tmp_path):
+    # The hub on SQLite in a data dir of its own, whatever database the suite uses.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"PTRACKER_DATA_DIR": str(tmp_path / "hub"), "PYTHONUNBUFFERED": "1"})
+    port = free_port()
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "ptracker", "run", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    agent_process = None
+    try:
+        for line in hub.stdout:
+            if "ptracker is running at" in line:
+                break
+        assert hub.poll() is None, "the hub did not start"
+        token = subprocess.run(
+            [sys.executable, "-m", "ptracker", "manage", "addhost", "web-1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        agent_process = subprocess.Popen(
+            agent_command(
+                "--hub",
+                f"http://127.0.0.1:{port}",
+                "--name",
+                "web-1",
+                "--interval",
+                "1",
+                "--spool-dir",
+                str(tmp_path / "spool"),
+                "-v",
+            ),
+            env={**env, "PTRACKER_AGENT_TOKEN": token},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        database = sqlite3.connect(tmp_path / "hub" / "ptracker.sqlite3")
+        stored = (
+            "SELECT s.batch_id FROM monitoring_hostsample s "
+            "JOIN monitoring_host h ON h.id = s.host_id WHERE h.name = 'web-1'"
+        )
+        wait_until(lambda: len(database.execute(stored).fetchall()) >= 3, timeout=30)
+        agent_process.send_signal(signal.SIGTERM)
+        log = agent_process.communicate(timeout=10)[1]
+        assert agent_process.returncode == 0, log
+        batch_ids = {row[0] for row in database.execute(stored)}
+        assert batch_ids <= spooled_ids(log)  # the agent's own batches, each stored once
+        assert len(batch_ids) == len(database.execute(stored).fetchall())
+        assert "refused" not in log and "cannot reach" not in log
+    finally:
+        for process in (agent_process, hub):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
