@@ -1,5 +1,6 @@
 """The `ptracker` command.
 
+`ptracker agent` (ptracker.agent) runs without Django; everything else sets it up.
 `ptracker run` checks the configuration, migrates the database, makes sure someone
 can log in, then supervises two children: Daphne (dashboard, API, admin) and the
 django-q2 cluster (sampler and periodic jobs). Each child gets its own process
@@ -246,8 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "manage", help="run a Django management command (createsuperuser, changepassword, …)"
     )
+    commands.add_parser("agent", help="sample this machine and push to a hub (no Django)")
     if argv[:1] == ["manage"]:
         return manage(argv[1:])
+    if argv[:1] == ["agent"]:
+        from ptracker.agent import main as agent_main  # imports no Django
+
+        return agent_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
