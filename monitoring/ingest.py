@@ -7,10 +7,11 @@ restart of the sampler or a different hub process changes nothing.
 
 import functools
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -38,14 +39,15 @@ def ctime(epoch: float) -> datetime:
     return datetime.fromtimestamp(round(epoch, 3), UTC)
 
 
-def store(host: Host, batch: Batch, hooks: bool = True) -> HostSample | None:
+def store(host: Host, batch: Batch, hooks: bool | str = True) -> HostSample | None:
     """Store one batch; None when a batch with its id was stored before.
 
     Batches may come late and out of order (an agent's backlog): `last_seen` only
     moves forward, lifecycle events and the host's state follow only the newest
     batch, and rollups behind the watermark are redone. The after-ingest hooks
     (alerts) see only the newest batch, and only when `hooks`: an agent's backlog
-    is stored with hooks=False, so old data never fires as new."""
+    is stored with hooks=False, so old data never fires as new; hooks="later" runs
+    them after the request, in the LaterHooks thread."""
     previous_seen = host.last_seen
     newest = previous_seen is None or batch.ts > previous_seen
     try:
@@ -86,13 +88,70 @@ def store(host: Host, batch: Batch, hooks: bool = True) -> HostSample | None:
         raise
     for name, value in update.items():
         setattr(host, name, value)
-    if newest and hooks:
-        for hook in after_ingest_hooks():
-            try:
-                hook(host, sample)
-            except Exception:  # the sample is stored; a failing hook must not say otherwise
-                log.exception("after-ingest hook %s failed", getattr(hook, "__qualname__", hook))
+    if newest and hooks == "later":
+        later.put(host, sample)
+    elif newest and hooks:
+        run_hooks(host, sample)
     return sample
+
+
+def run_hooks(host: Host, sample: HostSample) -> None:
+    for hook in after_ingest_hooks():
+        try:
+            hook(host, sample)
+        except Exception:  # the sample is stored; a failing hook must not say otherwise
+            log.exception("after-ingest hook %s failed", getattr(hook, "__qualname__", hook))
+
+
+class LaterHooks:
+    """The after-ingest hooks of agents' batches, run by one thread of the web process
+    once the request has answered: an agent's push never waits for alert evaluation.
+
+    Per host only the newest sample waits: when hooks fall behind (hundreds of agents),
+    a host's older samples are skipped, never evaluated late and out of order. A
+    sample still waiting when the process dies is not evaluated; the host's next one is."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, int] = {}  # host id -> newest sample id
+        self.busy = False
+        self.changed = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def put(self, host: Host, sample: HostSample) -> None:
+        with self.changed:
+            self.waiting[host.pk] = sample.pk
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.run, name="after-ingest", daemon=True)
+                self.thread.start()
+            self.changed.notify_all()
+
+    def run(self) -> None:
+        while True:
+            with self.changed:
+                while not self.waiting:
+                    self.busy = False
+                    self.changed.notify_all()
+                    self.changed.wait()
+                work, self.waiting, self.busy = self.waiting, {}, True
+            try:
+                samples = HostSample.objects.select_related("host").filter(pk__in=work.values())
+                for sample in samples:
+                    run_hooks(sample.host, sample)
+            except Exception:
+                log.exception("after-ingest hooks failed")
+            finally:
+                if not self.waiting:
+                    connections.close_all()  # this thread's: none held while idle
+                else:
+                    close_old_connections()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until every waiting sample's hooks have run (tests, shutdown)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: not self.waiting and not self.busy, timeout)
+
+
+later = LaterHooks()
 
 
 @functools.cache

@@ -34,6 +34,7 @@ from rest_framework.views import APIView
 from monitoring import ingest
 from monitoring.api.auth import BearerTokenAuthentication
 from monitoring.models import Event, GpuSample, Host, HostSample, Service, WatchedProcess
+from monitoring.params import BadParameter
 from monitoring.sampling import Batch, BatchFormatError
 
 MAX_BATCHES = 100  # per request: an agent sends its backlog in chunks of this size
@@ -66,57 +67,51 @@ class IsAgent(permissions.BasePermission):
         return isinstance(request.auth, Host)
 
 
-class BadPayload(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 def read_json(request) -> dict:
     try:
         body = request.body
     except RequestDataTooBig:
-        raise BadPayload("body", "too large: send fewer batches per request") from None
+        raise BadParameter("body", "too large: send fewer batches per request") from None
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         inflate = zlib.decompressobj(wbits=31)
         try:
             body = inflate.decompress(body, MAX_JSON_BYTES)
         except zlib.error as exc:
-            raise BadPayload("body", f"not valid gzip: {exc}") from None
+            raise BadParameter("body", f"not valid gzip: {exc}") from None
         if inflate.unconsumed_tail:
-            raise BadPayload("body", "too large once decompressed")
+            raise BadParameter("body", "too large once decompressed")
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPayload("body", f"not JSON: {exc}") from None
+        raise BadParameter("body", f"not JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise BadPayload("body", "a JSON object is expected")
+        raise BadParameter("body", "a JSON object is expected")
     return payload
 
 
 def parse(payload: dict) -> tuple[list[Batch], int, dict]:
-    """(batches oldest first, batches the agent dropped, agent info), or BadPayload."""
+    """(batches oldest first, batches the agent dropped, agent info), or BadParameter."""
     raw = payload.get("batches")
     if not isinstance(raw, list):
-        raise BadPayload("batches", "a list of batches is required")
+        raise BadParameter("batches", "a list of batches is required")
     if len(raw) > MAX_BATCHES:
-        raise BadPayload("batches", f"at most {MAX_BATCHES} batches per request")
+        raise BadParameter("batches", f"at most {MAX_BATCHES} batches per request")
     batches = []
     for i, data in enumerate(raw):
         try:
             batch = Batch.from_dict(data)
         except BatchFormatError as exc:
-            raise BadPayload(f"batches[{i}]", str(exc)) from None
+            raise BadParameter(f"batches[{i}]", str(exc)) from None
         if batch.id is None:
-            raise BadPayload(f"batches[{i}]", "id: every pushed batch needs an id")
+            raise BadParameter(f"batches[{i}]", "id: every pushed batch needs an id")
         check_values(batch, f"batches[{i}]")
         batches.append(batch)
     dropped = payload.get("dropped", 0)
     if type(dropped) is not int or not 0 <= dropped < 2**31:
-        raise BadPayload("dropped", "a count of batches (0 or more)")
+        raise BadParameter("dropped", "a count of batches (0 or more)")
     agent = payload.get("agent", {})
     if not isinstance(agent, dict):
-        raise BadPayload("agent", "an object with version and time")
+        raise BadParameter("agent", "an object with version and time")
     return sorted(batches, key=lambda b: b.ts), dropped, agent
 
 
@@ -146,9 +141,9 @@ def _check_fields(values: dict, model, where: str) -> None:
         try:
             field = model._meta.get_field(key)
         except Exception:
-            raise BadPayload(where, f"{key}: unknown field") from None
+            raise BadParameter(where, f"{key}: unknown field") from None
         if key in ("id", "host", "ts", "batch_id", "since", "last_seen") or not _fits(value, field):
-            raise BadPayload(where, f"{key}: not a valid value")
+            raise BadParameter(where, f"{key}: not a valid value")
 
 
 def check_values(batch: Batch, where: str) -> None:
@@ -158,11 +153,11 @@ def check_values(batch: Batch, where: str) -> None:
     for j, gpu in enumerate(batch.gpus):
         _check_fields(gpu, GpuSample, f"{where}.gpus[{j}]")
         if "index" not in gpu:
-            raise BadPayload(f"{where}.gpus[{j}]", "index: required")
+            raise BadParameter(f"{where}.gpus[{j}]", "index: required")
     for j, unit in enumerate(batch.services or ()):
         _check_fields(unit, Service, f"{where}.services[{j}]")
         if not unit.get("unit") or not unit.get("active_state"):
-            raise BadPayload(f"{where}.services[{j}]", "unit and active_state: required")
+            raise BadParameter(f"{where}.services[{j}]", "unit and active_state: required")
 
 
 def agent_config(host: Host) -> dict:
@@ -228,14 +223,14 @@ class IngestView(APIView):
                     status=status.HTTP_403_FORBIDDEN,
                 )
             batches, dropped, agent = parse(payload)
-        except BadPayload as exc:
+        except BadParameter as exc:
             return Response({"error": str(exc), "field": exc.field}, status=400)
         stored = duplicates = 0
         fresh_after = timezone.now() - host.offline_after()
         for i, batch in enumerate(batches):
             # Alerts follow only the newest, fresh batch: a backlog is history, not news.
             live = i == len(batches) - 1 and batch.ts >= fresh_after
-            if ingest.store(host, batch, hooks=live) is None:
+            if ingest.store(host, batch, hooks="later" if live else False) is None:
                 duplicates += 1
             else:
                 stored += 1

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from alerts.models import Rule, Transition
-from monitoring import rollups
+from monitoring import ingest, rollups
 from monitoring.models import (
     ApiToken,
     Event,
@@ -25,6 +25,7 @@ from monitoring.models import (
 )
 from monitoring.tasks import check_hosts
 from tests.conftest import batch, proc
+from tests.fakes import hooks
 
 pytestmark = pytest.mark.django_db
 
@@ -248,6 +249,7 @@ def test_a_late_batch_behind_the_rollup_watermark_is_rolled_up_again(remote):
     assert bucket.count == 2 and bucket.values["cpu_percent"][0] == 20.0
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_backlog_never_fires_an_alert_but_a_fresh_batch_does(remote):
     host, secret = remote
     Rule.objects.create(name="hot", metric="cpu_percent", operator=">", threshold=90, for_seconds=0)
@@ -255,6 +257,27 @@ def test_a_backlog_never_fires_an_alert_but_a_fresh_batch_does(remote):
     now = timezone.now()
     old = [wire(now - timedelta(minutes=30) + timedelta(seconds=5 * i), cpu=99.0) for i in range(5)]
     assert push(agent, old).status_code == 200
+    assert ingest.later.wait_idle()
     assert not Transition.objects.exists()
     push(agent, [wire(now, cpu=99.0)])
+    assert ingest.later.wait_idle()
     assert list(Transition.objects.values_list("kind", flat=True)) == ["firing"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_is_answered_before_its_alerts_are_evaluated(remote, settings):
+    host, secret = remote
+    settings.PTRACKER_AFTER_INGEST = ["tests.fakes.hooks.gated"]
+    ingest.after_ingest_hooks.cache_clear()
+    hooks.seen.clear()
+    hooks.gate.clear()
+    try:
+        now = timezone.now()
+        assert push(agent_client(secret), [wire(now)]).status_code == 200
+        assert hooks.seen == []  # the hook is still held at its gate: the answer did not wait
+        hooks.gate.set()
+        assert ingest.later.wait_idle()
+        assert hooks.seen == [("web-1", now)]
+    finally:
+        hooks.gate.set()
+        ingest.after_ingest_hooks.cache_clear()
