@@ -63,10 +63,12 @@ def sample_batch(processes: int) -> dict:
     """One real sample of this machine, as an agent would push it."""
     from monitoring.sampling import Sampler
 
-    sampler = Sampler(top_n=processes // 2)
+    sampler = Sampler(top_n=processes)
     sampler.prime()
     time.sleep(0.5)
-    return sampler.sample().to_dict()
+    batch = sampler.sample().to_dict()
+    batch["processes"] = batch["processes"][:processes]
+    return batch
 
 
 class Hub:
