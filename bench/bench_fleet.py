@@ -97,10 +97,20 @@ class Hub:
             text=True,
         ).stdout
 
+    def django(self, script: str) -> str:
+        """What a Python snippet prints, run with Django set up on the hub's data."""
+        return subprocess.run(
+            [sys.executable, "-c", "import django; django.setup()\n" + script],
+            env={**self.env, "DJANGO_SETTINGS_MODULE": "ptracker.settings"},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
     def tokens(self, n: int) -> list[tuple[str, str]]:
         """n hosts and their agent tokens, made in one process (addhost per host is slow)."""
         script = (
-            "import django, json, sys; django.setup()\n"
+            "import json, sys\n"
             "from monitoring.models import Host\n"
             "out = []\n"
             f"for i in range({n}):\n"
@@ -111,14 +121,7 @@ class Hub:
             "    out.append((name, secret))\n"
             "json.dump(out, sys.stdout)\n"
         )
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**self.env, "DJANGO_SETTINGS_MODULE": "ptracker.settings"},
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return [tuple(pair) for pair in json.loads(done.stdout)]
+        return [tuple(pair) for pair in json.loads(self.django(script))]
 
     def start(self) -> None:
         self.manage("migrate", "--verbosity", "0")
@@ -164,36 +167,21 @@ class Hub:
 
     def rows(self) -> tuple[int, int]:
         """(host samples, process samples) stored so far."""
-        script = (
-            "import django; django.setup()\n"
+        out = self.django(
             "from monitoring.models import HostSample, ProcessSample\n"
             "print(HostSample.objects.count(), ProcessSample.objects.count())\n"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**self.env, "DJANGO_SETTINGS_MODULE": "ptracker.settings"},
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
+        ).split()
         return int(out[0]), int(out[1])
 
     def db_bytes(self, data_dir: Path) -> int:
         if not self.args.postgres:
             return sum(p.stat().st_size for p in data_dir.glob("ptracker.sqlite3*"))
-        script = (
-            "import django; django.setup()\nfrom django.db import connection\n"
-            "c = connection.cursor(); c.execute('select pg_database_size(current_database())')\n"
-            "print(c.fetchone()[0])\n"
-        )
         return int(
-            subprocess.run(
-                [sys.executable, "-c", script],
-                env={**self.env, "DJANGO_SETTINGS_MODULE": "ptracker.settings"},
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
+            self.django(
+                "from django.db import connection\nc = connection.cursor()\n"
+                "c.execute('select pg_database_size(current_database())')\n"
+                "print(c.fetchone()[0])\n"
+            )
         )
 
 
