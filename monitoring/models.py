@@ -204,6 +204,7 @@ class WatchedProcess(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "watched process"
+        verbose_name_plural = "watched processes"
 
     def __str__(self) -> str:
         return self.name
@@ -303,12 +304,14 @@ class Event(models.Model):
         ("service_recovered", "service recovered"),
         ("process_started", "process started"),
         ("process_exited", "process exited"),
-        ("process_vanished", "process exited abnormally"),
+        ("process_vanished", "no matching process any more"),
         ("sampler_started", "sampler started"),
         ("alert_firing", "alert firing"),
         ("alert_resolved", "alert resolved"),
     ]
-    # The same kind for the same subject within this window is one event, not many.
+    # The same kind for the same subject within this window is one event, not many:
+    # a flapping unit or host. Process lifecycle events have no subject, since each
+    # concerns one run (pid + start time) and runs are never folded together.
     COLLAPSE_WINDOW = timedelta(minutes=5)
 
     host = models.ForeignKey(Host, models.CASCADE, related_name="events")
