@@ -1,3 +1,4 @@
+import logging
 from datetime import datetime, timedelta
 
 import psutil
@@ -11,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from monitoring import redaction, timeseries
 from monitoring.models import (
@@ -26,6 +27,8 @@ from monitoring.models import (
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
 from monitoring.process_table import select
 from monitoring.tasks import sampler_status
+
+audit = logging.getLogger("ptracker.audit")  # who saw what secrets
 
 PAGE_SIZE = 50
 RANGES = [("live", "Live"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h"), ("7d", "7 d"),
@@ -244,39 +247,61 @@ def _running(process: Process) -> psutil.Process | None:
         return None
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(redaction.PROCESS_INTERNALS, raise_exception=True)
 def process_live(request, process_id: int):
-    """Open files, connections and environment of a running local process; secret-looking
-    environment values are masked even here."""
+    """Open files, connections and environment of a running local process. Secret-looking
+    environment values are masked; a POST with `reveal` shows them for that answer only,
+    and is logged with the user's name."""
     process = get_process_for_user(request.user, process_id)
     if not process.host.is_local:
         raise Http404("live details exist only for processes of this machine")
+    context = live_details(request, process, reverse("process-live", args=[process.pk]))
+    return render(request, "monitoring/process_live.html", context)
+
+
+def live_details(request, process: Process, reveal_url: str) -> dict:
+    """The live panel's context (this page's and the admin's): a POST with `reveal`
+    unmasks the environment. Callers check view_process_internals."""
+    reveal = request.method == "POST" and "reveal" in request.POST
+    if reveal:
+        audit.warning(
+            "%s revealed the environment of process %s (pid %s) on %s",
+            request.user.get_username(),
+            process.pk,
+            process.pid,
+            process.host.name,
+        )
     live = _running(process)
     info = {"running": live is not None}
     if live is not None:
         for name, read in (
             ("open_files", lambda: [f.path for f in live.open_files()]),
-            (
-                "connections",
-                lambda: [
-                    {
-                        "type": "tcp" if c.type == 1 else "udp" if c.type == 2 else str(c.type),
-                        "local": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
-                        "remote": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
-                        "status": c.status,
-                    }
-                    for c in live.net_connections()
-                ],
-            ),
-            ("environ", lambda: redaction.environment(live.environ().items())),
+            ("connections", lambda: [_connection(c) for c in live.net_connections()]),
+            ("environ", lambda: redaction.environment(live.environ().items(), reveal)),
         ):
             try:
                 info[name] = read()
             except (psutil.AccessDenied, psutil.NoSuchProcess, OSError) as exc:
                 info[name + "_error"] = type(exc).__name__
-    return render(request, "monitoring/process_live.html", {"process": process, "info": info})
+    masked = any(v == redaction.MASK for _, v in info.get("environ", []))
+    return {
+        "process": process,
+        "info": info,
+        "revealed": reveal,
+        "masked": masked,
+        "reveal_url": reveal_url,
+    }
+
+
+def _connection(c) -> dict:
+    return {
+        "type": "tcp" if c.type == 1 else "udp" if c.type == 2 else str(c.type),
+        "local": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
+        "remote": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
+        "status": c.status,
+    }
 
 
 def filter_events(rows, params, offset: timedelta = timedelta(0)):

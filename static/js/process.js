@@ -47,11 +47,20 @@ document.addEventListener("DOMContentLoaded", function () {
 
   const liveButton = document.getElementById("load-live");
   if (liveButton) {
-    liveButton.addEventListener("click", async function () {
-      const out = document.getElementById("live-output");
+    const out = document.getElementById("live-output");
+    async function load(init) {
       out.textContent = "reading…";
-      const response = await fetch(liveButton.dataset.url);
+      const response = await fetch(liveButton.dataset.url, init);
       out.innerHTML = response.ok ? await response.text() : "<p class='error'>could not read: " + response.status + "</p>";
+    }
+    liveButton.addEventListener("click", function () { load(); });
+    // "Reveal masked values": the panel's own form, posted (with its CSRF token) in place.
+    out.addEventListener("submit", function (event) {
+      if (!event.target.matches("form[data-reveal]")) return;
+      event.preventDefault();
+      const body = new FormData(event.target);
+      body.set("reveal", "1");
+      load({ method: "POST", body: body, headers: { "X-CSRFToken": body.get("csrfmiddlewaretoken") } });
     });
   }
 });
