@@ -9,6 +9,7 @@ urlpatterns = [
     path("hosts/<id:host_id>/processes", views.host_processes, name="host-processes"),
     path("processes/<id:process_id>/", views.process_detail, name="process-detail"),
     path("processes/<id:process_id>/live", views.process_live, name="process-live"),
+    path("processes/<id:process_id>/watch", views.watch_process, name="process-watch"),
     path("events/", views.events, name="events"),
     path("account/tokens/", views.tokens, name="tokens"),
 ]

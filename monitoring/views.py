@@ -3,16 +3,17 @@ from datetime import datetime, timedelta
 
 import psutil
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from monitoring import redaction, timeseries
 from monitoring.models import (
@@ -23,6 +24,7 @@ from monitoring.models import (
     HostSample,
     Process,
     ProcessSample,
+    WatchedProcess,
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
 from monitoring.process_table import select
@@ -234,6 +236,26 @@ def process_detail(request, process_id: int):
         },
     }
     return render(request, "monitoring/process_detail.html", context)
+
+
+@require_POST
+@login_required
+def watch_process(request, process_id: int):
+    """ "Watch this": a watch of the process's program, then its admin page to edit."""
+    if not request.user.has_perm("monitoring.add_watchedprocess"):
+        raise PermissionDenied
+    process = get_process_for_user(request.user, process_id)
+    try:
+        watch, created = WatchedProcess.for_process(process)
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    messages.success(
+        request,
+        f"Now watching {watch.name} on {process.host.name}; adjust it here."
+        if created
+        else f"{watch.name} was watched already: here it is.",
+    )
+    return redirect("admin:monitoring_watchedprocess_change", watch.pk)
 
 
 def _running(process: Process) -> psutil.Process | None:
