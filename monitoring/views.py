@@ -198,6 +198,39 @@ def host_processes(request, host_id: int):
 @login_required
 def process_detail(request, process_id: int):
     process = get_process_for_user(request.user, process_id)
+    runs = []
+    if process.watched_id:
+        runs = Process.objects.filter(host=process.host_id, watched=process.watched_id).order_by(
+            "-create_time"
+        )[:20]
+    context = {
+        **process_facts_context(process),
+        "runs": runs,
+        "export_to": process.last_seen + timedelta(seconds=1),
+        "ranges": RANGES[1:],
+        "page_data": {
+            "host": process.host_id,
+            "process": process.pk,
+            "interval": process.host.sample_interval,
+            "first_seen": process.first_seen.timestamp() * 1000,
+            "last_seen": process.last_seen.timestamp() * 1000,
+            "timeseries": reverse("api-timeseries", args=[process.host_id]),
+        },
+    }
+    context["live_possible"] = process.exited_at is None and _local_and_alive(process)
+    return render(request, "monitoring/process_detail.html", context)
+
+
+@require_GET
+@login_required
+def process_facts(request, process_id: int):
+    """The facts of the process page, reloaded by the page every interval while it runs."""
+    process = get_process_for_user(request.user, process_id)
+    context = process_facts_context(process)
+    return render(request, "monitoring/process_facts.html", context)
+
+
+def process_facts_context(process: Process) -> dict:
     parent = (
         Process.objects.filter(
             host=process.host_id, pid=process.ppid, last_seen__gte=process.create_time
@@ -210,32 +243,19 @@ def process_detail(request, process_id: int):
     children = Process.objects.filter(
         host=process.host_id, ppid=process.pid, create_time__gte=process.create_time
     ).order_by("create_time")[:50]
-    runs = []
-    if process.watched_id:
-        runs = Process.objects.filter(host=process.host_id, watched=process.watched_id).order_by(
-            "-create_time"
-        )[:20]
-    last = process.samples.order_by("-ts").first()
-    live_possible = process.host.is_local and process.exited_at is None and _running(process)
-    context = {
+    return {
         "process": process,
         "parent": parent,
         "children": children,
-        "runs": runs,
-        "last": last,
-        "live_possible": live_possible,
-        "export_to": process.last_seen + timedelta(seconds=1),
-        "ranges": RANGES[1:],
-        "page_data": {
-            "host": process.host_id,
-            "process": process.pk,
-            "interval": process.host.sample_interval,
-            "first_seen": process.first_seen.timestamp() * 1000,
-            "last_seen": process.last_seen.timestamp() * 1000,
-            "timeseries": reverse("api-timeseries", args=[process.host_id]),
-        },
+        "last": process.samples.order_by("-ts").first(),
+        # Only watched processes get an exit time; others may just have left the top N.
+        "polled": process.exited_at is None,
+        "in_latest": process.last_seen == process.host.last_seen,
     }
-    return render(request, "monitoring/process_detail.html", context)
+
+
+def _local_and_alive(process: Process) -> bool:
+    return process.host.is_local and _running(process) is not None
 
 
 @require_POST
