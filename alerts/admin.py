@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from alerts.forms import GROUPS, ChannelForm
 from alerts.models import (
     AlertState,
     Channel,
@@ -33,6 +34,22 @@ class ChannelAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "enabled"]
     list_filter = ["kind", "enabled"]
     actions = ["send_test"]
+    form = ChannelForm
+    # A fieldset per group of settings, marked with the kinds that read it: the script
+    # shows those of the chosen kind (all of them without JavaScript).
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "enabled"]}),
+        *(
+            (
+                title,
+                {"fields": fields, "classes": ["channel-settings", *(f"for-{k}" for k in kinds)]},
+            )
+            for title, kinds, fields in GROUPS
+        ),
+    ]
+
+    class Media:
+        js = ["js/channel_form.js"]
 
     @admin.action(description="Send a test notification")
     def send_test(self, request, queryset):

@@ -93,15 +93,18 @@ class Channel(models.Model):
     def clean(self) -> None:
         from alerts.transports import TRANSPORTS
 
+        # Errors are named by the setting at fault, which the admin's form has a field for.
+        config = self.config or {}
         if self.kind in TRANSPORTS:
-            problem = TRANSPORTS[self.kind].check_config(self.config or {})
+            problem = TRANSPORTS[self.kind].check_config(config)
             if problem:
-                raise ValidationError({"config": problem})
-        if self.kind == "webhook" and (self.config or {}).get("body"):
+                missing = [k for k in TRANSPORTS[self.kind].required if not config.get(k)]
+                raise ValidationError({(missing or ["url"])[0]: problem})
+        if self.kind == "webhook" and config.get("body"):
             try:
-                check_template(self.config["body"])
+                check_template(config["body"])
             except ValidationError as exc:
-                raise ValidationError({"config": exc.messages}) from exc
+                raise ValidationError({"body": exc.messages}) from exc
 
 
 def metric_choices() -> list[tuple[str, str]]:

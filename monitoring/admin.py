@@ -1,8 +1,12 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.shortcuts import redirect
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from monitoring.models import (
     ApiToken,
@@ -14,7 +18,8 @@ from monitoring.models import (
     Service,
     WatchedProcess,
 )
-from monitoring.redaction import may_see_full_cmdline
+from monitoring.redaction import PROCESS_INTERNALS, may_see_full_cmdline
+from monitoring.views import live_details
 
 
 @admin.register(Host)
@@ -106,6 +111,36 @@ class ProcessAdmin(ReadOnlyAdmin):
     list_filter = ["host", "watched"]
     search_fields = ["name", "cmdline", "=pid"]
     list_select_related = ["host", "watched"]
+    readonly_fields = ["live"]
+
+    @admin.display(description="Now")
+    def live(self, process: Process) -> str:
+        if not process.host.is_local or process.exited_at:
+            return "–"
+        url = reverse("admin:monitoring_process_environment", args=[process.pk])
+        return format_html('<a href="{}">Show environment, open files and connections</a>', url)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.environment_view)
+        name = "monitoring_process_environment"
+        return [path("<int:object_id>/environment/", view, name=name), *super().get_urls()]
+
+    def environment_view(self, request, object_id: int):
+        """The process page's live panel in the admin: masked, revealed on a POST."""
+        if not request.user.has_perm(PROCESS_INTERNALS):
+            raise PermissionDenied
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        process = get_object_or_404(Process.objects.select_related("host"), pk=object_id)
+        if not process.host.is_local:
+            raise Http404("live details exist only for processes of this machine")
+        context = {
+            **self.admin_site.each_context(request),
+            **live_details(request, process, request.path),
+            "opts": self.opts,
+            "title": f"{process} now",
+        }
+        return TemplateResponse(request, "admin/monitoring/process/environment.html", context)
 
 
 @admin.register(Lease)

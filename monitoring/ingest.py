@@ -312,6 +312,8 @@ def _lifecycle(host, batch: Batch, processes: dict, previous_seen: datetime | No
         process.exited_at = process.last_seen
         process.save(update_fields=["exited_at"])
         watch = process.watched
+        # How it ended is unknown: ptracker is not the parent of what it watches, and
+        # only a parent can read an exit status. So no event claims normal or abnormal.
         if watch.id in batch.watched_running:
             kind, message = "process_exited", f"{process.name} exited (pid {process.pid})"
         else:
@@ -320,13 +322,13 @@ def _lifecycle(host, batch: Batch, processes: dict, previous_seen: datetime | No
                 f"{process.name} exited (pid {process.pid}) and no process matches "
                 f"watch {watch.name!r} any more"
             )
+        # One event per run, never collapsed: each exit is a different pid and start.
         Event.record(
             host,
             kind,
             message,
             ts=batch.ts,
             process=process,
-            subject=f"watch:{watch.id}:{kind}",
             data={
                 "pid": process.pid,
                 "watch": watch.name,

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from monitoring.collectors.system import local_machine_id
-from monitoring.patterns import PatternError, compile_pattern
+from monitoring.patterns import PatternError, compile_pattern, exactly
 
 
 class Host(models.Model):
@@ -204,9 +204,37 @@ class WatchedProcess(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "watched process"
+        verbose_name_plural = "watched processes"
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def for_process(cls, process: "Process") -> tuple["WatchedProcess", bool]:
+        """A watch of `process`'s program (its executable, else its name) on its host:
+        an identical one reused, else a new one; and whether it is new."""
+        field, value = ("exe", process.exe) if process.exe else ("name", process.name)
+        pattern = exactly(value)
+        validate_pattern(pattern)
+        watch = cls.objects.filter(field=field, pattern=pattern).first()
+        created = watch is None
+        if created:
+            watch = cls.objects.create(name=cls._free_name(process), field=field, pattern=pattern)
+            watch.hosts.add(process.host)
+        elif watch.hosts.exists():  # a watch of some hosts: this one joins them
+            watch.hosts.add(process.host)
+        return watch, created
+
+    @classmethod
+    def _free_name(cls, process: "Process") -> str:
+        base = (process.exe.rsplit("/", 1)[-1] or process.name)[:80]
+        for name in (base, f"{base} on {process.host.name}"[:100]):
+            if not cls.objects.filter(name=name).exists():
+                return name
+        n = 2
+        while cls.objects.filter(name=f"{base} ({n})").exists():
+            n += 1
+        return f"{base} ({n})"
 
 
 class Process(models.Model):
@@ -303,12 +331,14 @@ class Event(models.Model):
         ("service_recovered", "service recovered"),
         ("process_started", "process started"),
         ("process_exited", "process exited"),
-        ("process_vanished", "process exited abnormally"),
+        ("process_vanished", "no matching process any more"),
         ("sampler_started", "sampler started"),
         ("alert_firing", "alert firing"),
         ("alert_resolved", "alert resolved"),
     ]
-    # The same kind for the same subject within this window is one event, not many.
+    # The same kind for the same subject within this window is one event, not many:
+    # a flapping unit or host. Process lifecycle events have no subject, since each
+    # concerns one run (pid + start time) and runs are never folded together.
     COLLAPSE_WINDOW = timedelta(minutes=5)
 
     host = models.ForeignKey(Host, models.CASCADE, related_name="events")

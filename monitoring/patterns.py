@@ -44,3 +44,8 @@ def matches_process(regex: Regex, name: str, cmdline: str) -> bool:
     """The one rule of the process filter and of alert rules: the pattern is searched
     in the name and, separately, in the command line; a match in either counts."""
     return regex.search(name) is not None or regex.search(cmdline) is not None
+
+
+def exactly(text: str) -> str:
+    """A pattern matching `text` and nothing else, every special character escaped."""
+    return "^" + re2.escape(text) + "$"

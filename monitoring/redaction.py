@@ -70,6 +70,27 @@ def cmdline_for(user, cmdline: str) -> str:
     return cmdline if may_see_full_cmdline(user) else redact(cmdline)
 
 
-def environment(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Environment variables safe to show even to those allowed to see them."""
-    return sorted((k, MASK if SECRET_NAME.search(k) else redact(v)) for k, v in items)
+# Values that are credentials whatever their variable is called: well-known token
+# prefixes (GitHub, GitLab, Slack, OpenAI/Stripe, AWS, Google), JSON web tokens, PEM
+# private keys, and long single words mixing letters and digits, as random keys do,
+# ptracker's own tokens among them (a path starts with "/", prose has spaces; a UUID
+# is masked too: over-masking costs a click, under-masking a leak).
+CREDENTIAL_VALUE = re.compile(
+    r"^(?:gh[pousr]_|github_pat_|glpat-|xox[abprs]-|sk-|sk_live_|rk_live_|AKIA|ASIA"
+    r"|AIza|ya29\.)\S{6,}$"
+    r"|^eyJ[\w-]+\.[\w-]+\.[\w-]*$"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|^(?=[^/].*\d)(?=.*[A-Za-z])[\w+/=.-]{32,}$"
+)
+
+
+def looks_secret(name: str, value: str) -> bool:
+    return bool(SECRET_NAME.search(name) or CREDENTIAL_VALUE.search(value))
+
+
+def environment(items: Iterable[tuple[str, str]], reveal: bool = False) -> list[tuple[str, str]]:
+    """Environment variables as shown: secret-looking ones masked, even to those
+    allowed to see environments, unless they `reveal` them by an explicit request."""
+    if reveal:
+        return sorted(items)
+    return sorted((k, MASK if looks_secret(k, v) else redact(v)) for k, v in items)

@@ -1,17 +1,19 @@
+import logging
 from datetime import datetime, timedelta
 
 import psutil
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from monitoring import redaction, timeseries
 from monitoring.models import (
@@ -22,10 +24,13 @@ from monitoring.models import (
     HostSample,
     Process,
     ProcessSample,
+    WatchedProcess,
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
 from monitoring.process_table import select
 from monitoring.tasks import sampler_status
+
+audit = logging.getLogger("ptracker.audit")  # who saw what secrets
 
 PAGE_SIZE = 50
 RANGES = [("live", "Live"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h"), ("7d", "7 d"),
@@ -193,6 +198,39 @@ def host_processes(request, host_id: int):
 @login_required
 def process_detail(request, process_id: int):
     process = get_process_for_user(request.user, process_id)
+    runs = []
+    if process.watched_id:
+        runs = Process.objects.filter(host=process.host_id, watched=process.watched_id).order_by(
+            "-create_time"
+        )[:20]
+    context = {
+        **process_facts_context(process),
+        "runs": runs,
+        "export_to": process.last_seen + timedelta(seconds=1),
+        "ranges": RANGES[1:],
+        "page_data": {
+            "host": process.host_id,
+            "process": process.pk,
+            "interval": process.host.sample_interval,
+            "first_seen": process.first_seen.timestamp() * 1000,
+            "last_seen": process.last_seen.timestamp() * 1000,
+            "timeseries": reverse("api-timeseries", args=[process.host_id]),
+        },
+    }
+    context["live_possible"] = process.exited_at is None and _local_and_alive(process)
+    return render(request, "monitoring/process_detail.html", context)
+
+
+@require_GET
+@login_required
+def process_facts(request, process_id: int):
+    """The facts of the process page, reloaded by the page every interval while it runs."""
+    process = get_process_for_user(request.user, process_id)
+    context = process_facts_context(process)
+    return render(request, "monitoring/process_facts.html", context)
+
+
+def process_facts_context(process: Process) -> dict:
     parent = (
         Process.objects.filter(
             host=process.host_id, pid=process.ppid, last_seen__gte=process.create_time
@@ -205,32 +243,39 @@ def process_detail(request, process_id: int):
     children = Process.objects.filter(
         host=process.host_id, ppid=process.pid, create_time__gte=process.create_time
     ).order_by("create_time")[:50]
-    runs = []
-    if process.watched_id:
-        runs = Process.objects.filter(host=process.host_id, watched=process.watched_id).order_by(
-            "-create_time"
-        )[:20]
-    last = process.samples.order_by("-ts").first()
-    live_possible = process.host.is_local and process.exited_at is None and _running(process)
-    context = {
+    return {
         "process": process,
         "parent": parent,
         "children": children,
-        "runs": runs,
-        "last": last,
-        "live_possible": live_possible,
-        "export_to": process.last_seen + timedelta(seconds=1),
-        "ranges": RANGES[1:],
-        "page_data": {
-            "host": process.host_id,
-            "process": process.pk,
-            "interval": process.host.sample_interval,
-            "first_seen": process.first_seen.timestamp() * 1000,
-            "last_seen": process.last_seen.timestamp() * 1000,
-            "timeseries": reverse("api-timeseries", args=[process.host_id]),
-        },
+        "last": process.samples.order_by("-ts").first(),
+        # Only watched processes get an exit time; others may just have left the top N.
+        "polled": process.exited_at is None,
+        "in_latest": process.last_seen == process.host.last_seen,
     }
-    return render(request, "monitoring/process_detail.html", context)
+
+
+def _local_and_alive(process: Process) -> bool:
+    return process.host.is_local and _running(process) is not None
+
+
+@require_POST
+@login_required
+def watch_process(request, process_id: int):
+    """ "Watch this": a watch of the process's program, then its admin page to edit."""
+    if not request.user.has_perm("monitoring.add_watchedprocess"):
+        raise PermissionDenied
+    process = get_process_for_user(request.user, process_id)
+    try:
+        watch, created = WatchedProcess.for_process(process)
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    messages.success(
+        request,
+        f"Now watching {watch.name} on {process.host.name}; adjust it here."
+        if created
+        else f"{watch.name} was watched already: here it is.",
+    )
+    return redirect("admin:monitoring_watchedprocess_change", watch.pk)
 
 
 def _running(process: Process) -> psutil.Process | None:
@@ -244,39 +289,61 @@ def _running(process: Process) -> psutil.Process | None:
         return None
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(redaction.PROCESS_INTERNALS, raise_exception=True)
 def process_live(request, process_id: int):
-    """Open files, connections and environment of a running local process; secret-looking
-    environment values are masked even here."""
+    """Open files, connections and environment of a running local process. Secret-looking
+    environment values are masked; a POST with `reveal` shows them for that answer only,
+    and is logged with the user's name."""
     process = get_process_for_user(request.user, process_id)
     if not process.host.is_local:
         raise Http404("live details exist only for processes of this machine")
+    context = live_details(request, process, reverse("process-live", args=[process.pk]))
+    return render(request, "monitoring/process_live.html", context)
+
+
+def live_details(request, process: Process, reveal_url: str) -> dict:
+    """The live panel's context (this page's and the admin's): a POST with `reveal`
+    unmasks the environment. Callers check view_process_internals."""
+    reveal = request.method == "POST" and "reveal" in request.POST
+    if reveal:
+        audit.warning(
+            "%s revealed the environment of process %s (pid %s) on %s",
+            request.user.get_username(),
+            process.pk,
+            process.pid,
+            process.host.name,
+        )
     live = _running(process)
     info = {"running": live is not None}
     if live is not None:
         for name, read in (
             ("open_files", lambda: [f.path for f in live.open_files()]),
-            (
-                "connections",
-                lambda: [
-                    {
-                        "type": "tcp" if c.type == 1 else "udp" if c.type == 2 else str(c.type),
-                        "local": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
-                        "remote": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
-                        "status": c.status,
-                    }
-                    for c in live.net_connections()
-                ],
-            ),
-            ("environ", lambda: redaction.environment(live.environ().items())),
+            ("connections", lambda: [_connection(c) for c in live.net_connections()]),
+            ("environ", lambda: redaction.environment(live.environ().items(), reveal)),
         ):
             try:
                 info[name] = read()
             except (psutil.AccessDenied, psutil.NoSuchProcess, OSError) as exc:
                 info[name + "_error"] = type(exc).__name__
-    return render(request, "monitoring/process_live.html", {"process": process, "info": info})
+    masked = any(v == redaction.MASK for _, v in info.get("environ", []))
+    return {
+        "process": process,
+        "info": info,
+        "revealed": reveal,
+        "masked": masked,
+        "reveal_url": reveal_url,
+    }
+
+
+def _connection(c) -> dict:
+    return {
+        "type": "tcp" if c.type == 1 else "udp" if c.type == 2 else str(c.type),
+        "local": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
+        "remote": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
+        "status": c.status,
+    }
 
 
 def filter_events(rows, params, offset: timedelta = timedelta(0)):

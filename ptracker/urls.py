@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from monitoring import debug_monitor, prometheus
 from monitoring.api.views import ApiDocs, ApiSchema
@@ -11,6 +13,8 @@ admin.site.site_header = "ptracker administration"
 admin.site.site_title = "ptracker"
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico where a page links none (the admin, API answers).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

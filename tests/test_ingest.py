@@ -130,14 +130,14 @@ def test_it_records_a_watched_process_vanishing(host, nginx_watch):
     ingest.store(host, batch(T0 + timedelta(seconds=5), []))
     event = Event.objects.get()
     assert event.kind == "process_vanished"
-    assert event.get_kind_display() == "process exited abnormally"
+    assert event.get_kind_display() == "no matching process any more"
     assert "no process matches watch 'nginx'" in event.message
     # Reported once, not again on every later batch.
     ingest.store(host, batch(T0 + timedelta(seconds=10), []))
     assert Event.objects.count() == 1
 
 
-def test_repeated_exits_of_one_watch_collapse_into_one_event(host, nginx_watch):
+def test_each_exit_of_one_watch_is_its_own_event(host, nginx_watch):
     ct = (T0 - timedelta(hours=1)).timestamp()
     master = nginx(1, ct, nginx_watch)
     ts = T0
@@ -146,8 +146,8 @@ def test_repeated_exits_of_one_watch_collapse_into_one_event(host, nginx_watch):
         ingest.store(host, batch(ts, [master, worker], [nginx_watch.id]))
         ts += timedelta(seconds=5)
     ingest.store(host, batch(ts, [master], [nginx_watch.id]))
-    event = Event.objects.get(kind="process_exited")
-    assert event.count == 3
+    exits = Event.objects.filter(kind="process_exited").order_by("ts")
+    assert [(e.process.pid, e.count) for e in exits] == [(100, 1), (101, 1), (102, 1)]
 
 
 def test_a_disabled_watch_reports_no_exits(host, nginx_watch):

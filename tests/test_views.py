@@ -120,7 +120,7 @@ def test_host_page_lists_gpus(alice_client, host):
 def test_host_page_shows_events(alice_client, sampled_host):
     Event.record(sampled_host, "process_vanished", "nginx exited (pid 80) and no process matches")
     html = alice_client.get(f"/hosts/{sampled_host.pk}/").content.decode()
-    assert "process exited abnormally" in html and "nginx exited (pid 80)" in html
+    assert "no matching process any more" in html and "nginx exited (pid 80)" in html
 
 
 def test_host_page_requires_login(client, sampled_host):

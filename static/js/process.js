@@ -45,13 +45,46 @@ document.addEventListener("DOMContentLoaded", function () {
   });
   life();
 
+  // While the process may run, its facts are reloaded every sample interval (a server
+  // partial), and the whole-life charts follow its last sample.
+  const facts = document.getElementById("process-facts");
+  async function refresh() {
+    try {
+      const response = await fetch(facts.dataset.url, { headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      facts.innerHTML = await response.text();
+    } catch (error) {
+      return; // offline for a moment: the next tick tries again
+    }
+    const dl = facts.querySelector("dl");
+    const lastSeen = Number(dl.dataset.lastSeen) * 1000;
+    if (lastSeen > page.last_seen) {
+      page.last_seen = lastSeen;
+      const active = document.querySelector(".range-picker [data-range].active");
+      if (active && active.dataset.range === "life") life();
+    }
+    if (!dl.hasAttribute("data-running")) clearInterval(timer);
+  }
+  const timer = facts.querySelector("dl[data-running]")
+    ? setInterval(refresh, Math.max(page.interval, 2) * 1000)
+    : null;
+
   const liveButton = document.getElementById("load-live");
   if (liveButton) {
-    liveButton.addEventListener("click", async function () {
-      const out = document.getElementById("live-output");
+    const out = document.getElementById("live-output");
+    async function load(init) {
       out.textContent = "reading…";
-      const response = await fetch(liveButton.dataset.url);
+      const response = await fetch(liveButton.dataset.url, init);
       out.innerHTML = response.ok ? await response.text() : "<p class='error'>could not read: " + response.status + "</p>";
+    }
+    liveButton.addEventListener("click", function () { load(); });
+    // "Reveal masked values": the panel's own form, posted (with its CSRF token) in place.
+    out.addEventListener("submit", function (event) {
+      if (!event.target.matches("form[data-reveal]")) return;
+      event.preventDefault();
+      const body = new FormData(event.target);
+      body.set("reveal", "1");
+      load({ method: "POST", body: body, headers: { "X-CSRFToken": body.get("csrfmiddlewaretoken") } });
     });
   }
 });

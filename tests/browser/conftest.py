@@ -93,12 +93,12 @@ class Problems:
 
     def _console(self, message) -> None:
         # Chromium also logs every 4xx as "Failed to load resource"; _response has those
-        # with their address, and lets the favicon's 404 pass.
+        # with their address.
         if message.type == "error" and not message.text.startswith("Failed to load resource"):
             self.items.append(f"console: {message.text}")
 
     def _response(self, response) -> None:
-        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+        if response.status >= 400:
             self.items.append(f"HTTP {response.status}: {response.url}")
 
     def _failed(self, request) -> None:

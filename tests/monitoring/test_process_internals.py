@@ -1,53 +1,11 @@
 """Open files, connections and environment of a running process: only with
 monitoring.view_process_internals, and secret-looking values masked even then."""
 
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime
-
-import psutil
 import pytest
-from django.test import Client
-from django.utils import timezone
 
-from monitoring.models import Host, Process
-from tests.monitoring.conftest import grant
+from tests.monitoring.conftest import grant, signed_in
 
 pytestmark = pytest.mark.django_db
-
-SECRETS = {
-    "DB_PASSWORD": "hunter2",
-    "DATABASE_URL": "postgres://ptracker:hunter3@db.example.org/ptracker",
-    "GITHUB_TOKEN": "ghp_hunter4",
-    "HARMLESS": "plain-value",
-}
-
-
-@pytest.fixture
-def sleeper(db):
-    """A real process of this machine with secrets in its environment, stored as a Process."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)"],
-        env={"PATH": os.environ.get("PATH", ""), **SECRETS},
-    )
-    live = psutil.Process(child.pid)
-    yield Process.objects.create(
-        host=Host.local(),
-        pid=child.pid,
-        name="sleeper",
-        create_time=datetime.fromtimestamp(round(live.create_time(), 3), UTC),
-        first_seen=timezone.now(),
-        last_seen=timezone.now(),
-    )
-    child.kill()
-    child.wait()
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_staff_without_the_permission_get_403(carol, sleeper):
