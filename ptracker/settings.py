@@ -358,7 +358,7 @@ ASGI_APPLICATION = "ptracker.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "ptracker" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -392,7 +392,7 @@ NPM_ASSETS = {
     "vendor/hammerjs": "hammerjs",
     "vendor/swagger-ui-dist": "swagger-ui-dist",
 }
-STATICFILES_DIRS = [BASE_DIR / "static"] + [
+STATICFILES_DIRS = [BASE_DIR / "ptracker" / "static"] + [
     (prefix, BASE_DIR / "node_modules" / path)
     for prefix, path in NPM_ASSETS.items()
     if (BASE_DIR / "node_modules" / path).is_dir()
