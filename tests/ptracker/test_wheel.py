@@ -143,8 +143,8 @@ def test_the_wheel_carries_no_tests_and_nothing_else_from_node_modules(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.startswith(("tests/", "bench/")) or "/tests/" in n]
     assert not [n for n in names if "node_modules" in n]
-    outside = [n for n in names if n.startswith("ptracker/static/vendor/")]
-    assert {n.split("/")[3] for n in outside} == set(NPM_ASSETS)
+    vendored = [n for n in names if n.startswith("ptracker/static/vendor/")]
+    assert {n.split("/")[3] for n in vendored} == set(NPM_ASSETS)
 
 
 def test_an_agent_install_needs_none_of_the_hubs_packages(wheel):
