@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint bench bench-footprint clean browser
+.PHONY: run test lint bench bench-footprint clean browser wheel
 
 run: $(VENV)/.installed node_modules/.installed
 	$(BIN)/ptracker run $(RUN_ARGS)
@@ -31,12 +31,18 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[hub]"
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $@ $(VENV)/.installed
+
+# A wheel in dist/ for machines without this repository: it carries the pages and the
+# chart libraries (setup.py copies those from node_modules). See README, "Installing".
+wheel: node_modules/.installed | $(VENV)/bin/python
+	rm -rf build
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
 
 # Chart.js and its plugins, from the npm registry (package-lock.json pins them).
 node_modules/.installed: package.json package-lock.json
@@ -55,4 +61,4 @@ browser:
 	fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -3,7 +3,10 @@
 import importlib.util
 
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.core.checks import Error, Warning, register
+
+from ptracker.assets import NPM_ASSETS
 
 
 @register()
@@ -26,9 +29,9 @@ def check_configuration(app_configs, **kwargs):
 @register()
 def check_front_end_assets(app_configs, **kwargs):
     missing = [
-        path
-        for path in settings.NPM_ASSETS.values()
-        if not (settings.BASE_DIR / "node_modules" / path).is_dir()
+        package
+        for package, (_folder, files) in NPM_ASSETS.items()
+        if not all(finders.find(f"vendor/{package}/{name}") for name in files)
     ]
     if not missing:
         return []

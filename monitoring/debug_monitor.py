@@ -12,9 +12,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psutil
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.http import Http404, HttpResponse
 from django.template.loader import render_to_string
 from drf_spectacular.types import OpenApiTypes
@@ -271,7 +273,7 @@ def report_view(request):
         return Response({"format": ["html or json"]}, status=400)
     # Self-contained: Chart.js goes inside the file, so a saved report opens offline.
     # Its scripts carry the response's CSP nonce (they are inline).
-    chart_js = (settings.BASE_DIR / "node_modules/chart.js/dist/chart.umd.min.js").read_text()
+    chart_js = Path(finders.find("vendor/chart.js/chart.umd.min.js")).read_text()
     html = render_to_string(
         "monitoring/debug_report.html",
         {

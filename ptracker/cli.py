@@ -22,11 +22,21 @@ from pathlib import Path
 STOP_TIMEOUT = 8.0  # seconds for the children to stop before they are killed
 
 
-def django_setup() -> None:
+def django_setup() -> int:
+    """Django set up for the hub's commands; a clear message and 2 without the hub extra."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ptracker.settings")
-    import django
+    try:
+        import django
 
-    django.setup()
+        django.setup()  # imports the settings and every installed app: all of the extra
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in ("ptracker", "monitoring", "alerts"):
+            raise
+        return fail(
+            f"the hub needs the module {exc.name!r}, which is not installed: "
+            "install ptracker[hub] to run the hub (pip install 'ptracker[hub]')"
+        )
+    return 0
 
 
 def fail(message: str) -> int:
@@ -158,7 +168,9 @@ def stop_children(children: dict[str, subprocess.Popen]) -> None:
 def run(args: argparse.Namespace) -> int:
     # Settings derive ALLOWED_HOSTS from the address; the children inherit it.
     os.environ["PTRACKER_BIND"] = args.bind
-    django_setup()
+    status = django_setup()
+    if status:
+        return status
     from django.conf import settings
 
     status = check_configuration()
@@ -222,7 +234,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def manage(argv: list[str]) -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ptracker.settings")
+    status = django_setup()
+    if status:
+        return status
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(["ptracker manage", *argv])

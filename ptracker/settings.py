@@ -21,6 +21,7 @@ import psutil
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from monitoring.params import MAX_ID
+from ptracker.assets import NPM_ASSETS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 CONFIG_ERRORS: list[str] = []
@@ -358,7 +359,7 @@ ASGI_APPLICATION = "ptracker.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "ptracker" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -384,18 +385,12 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-# Third-party front-end code comes from npm (package.json); only its dist folders are served.
-NPM_ASSETS = {
-    "vendor/chart.js": "chart.js/dist",
-    "vendor/chartjs-adapter-date-fns": "chartjs-adapter-date-fns/dist",
-    "vendor/chartjs-plugin-zoom": "chartjs-plugin-zoom/dist",
-    "vendor/hammerjs": "hammerjs",
-    "vendor/swagger-ui-dist": "swagger-ui-dist",
-}
-STATICFILES_DIRS = [BASE_DIR / "static"] + [
-    (prefix, BASE_DIR / "node_modules" / path)
-    for prefix, path in NPM_ASSETS.items()
-    if (BASE_DIR / "node_modules" / path).is_dir()
+# Third-party front-end code comes from npm (ptracker.assets): a checkout serves it from
+# node_modules; a wheel carries copies in ptracker/static/vendor/.
+STATICFILES_DIRS = [BASE_DIR / "ptracker" / "static"] + [
+    (f"vendor/{package}", BASE_DIR / "node_modules" / package / folder)
+    for package, (folder, _files) in NPM_ASSETS.items()
+    if (BASE_DIR / "node_modules" / package / folder).is_dir()
 ]
 STATIC_ROOT = DATA_DIR / "static"  # for `collectstatic` behind another web server
 # Serve straight from the finders: no collectstatic step for a one-command install.
