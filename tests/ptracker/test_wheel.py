@@ -8,6 +8,7 @@ only the wheel's base requirements, so Django cannot be imported there at all.
 
 import email.parser
 import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -188,10 +189,13 @@ def test_the_hub_runs_from_the_wheel_and_an_agent_of_the_wheel_reports_to_it(
 ):
     data = tmp_path / "hub"
     env = bare_env(tmp_path, PTRACKER_DATA_DIR=str(data), PTRACKER_DEBUG_MONITOR="1")
-    where = "import sys, ptracker, monitoring, alerts; print(sys.path, ptracker.__file__)"
-    paths = run(hub_python, "-c", where, cwd=tmp_path, env=env).stdout
-    assert str(ROOT) not in paths
-    assert paths.split()[-1].startswith(str(hub_python.parents[1]))
+    where = (
+        "import json, sys, ptracker, monitoring, alerts; "
+        "print(json.dumps([sys.path, ptracker.__file__, monitoring.__file__, alerts.__file__]))"
+    )
+    paths, *modules = json.loads(run(hub_python, "-c", where, cwd=tmp_path, env=env).stdout)
+    assert str(ROOT) not in paths  # the checkout itself is not importable here
+    assert all(m.startswith(str(hub_python.parents[1])) for m in modules), modules
     check = run(hub_python, "-m", "ptracker", "manage", "check", cwd=tmp_path, env=env)
     assert "System check identified no issues" in check.stdout, check.stdout + check.stderr
     migrate = run(hub_python, "-m", "ptracker", "manage", "migrate", cwd=tmp_path, env=env)
@@ -213,8 +217,10 @@ def test_the_hub_runs_from_the_wheel_and_an_agent_of_the_wheel_reports_to_it(
         banner = read_until(hub, r"log in as admin", timeout=5)[-1]
         opener = log_in(base_url, re.search(r"password (\S+)", banner).group(1))
 
-        overview = opener.open(base_url + "/").read().decode()
-        assert socket.gethostname() in overview
+        deadline = time.monotonic() + 60  # the sampler registers this machine on its start
+        while socket.gethostname() not in (overview := opener.open(base_url + "/").read().decode()):
+            assert time.monotonic() < deadline, "this machine never appeared on the overview"
+            time.sleep(0.5)
         host_page = re.search(r'href="(/hosts/\d+/)"', overview).group(1)
         assets = set()
         for page in ("/", host_page, "/api/docs/"):
