@@ -26,6 +26,7 @@ from alerts.models import (
     Transition,
     render_message,
 )
+from monitoring import background
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 
 SCHEDULED = {"host_offline", "process_missing", "memory_growth", "disk_will_fill"}
@@ -271,9 +272,7 @@ def record(rule, host, subject, kind, value, now, duration=None) -> Transition:
 
 
 def queue_sending() -> None:
-    from django_q.tasks import async_task
-
-    async_task("alerts.tasks.send_due", task_name="alerts-send")
+    background.enqueue("alerts.tasks.send_due", task_name="alerts-send")
 
 
 def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -> list[Transition]:
