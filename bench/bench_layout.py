@@ -7,9 +7,9 @@ processes on the machine), waits until a sample is stored, then over --duration
 seconds reads for every process of the tree:
 
 * CPU % of one core: utime + stime from /proc/<pid>/stat, difference over the window;
-* wakeups/s: voluntary + involuntary context switches from /proc/<pid>/status
-  (a process blocked in one wait does not switch; one that sleeps 0.2 s in a loop
-  switches 5 times a second);
+* wakeups/s: voluntary + involuntary context switches of all its threads, from
+  /proc/<pid>/task/*/status (a thread blocked in one wait does not switch; one that
+  sleeps 0.2 s in a loop switches 5 times a second);
 * PSS and RSS in MiB from /proc/<pid>/smaps_rollup (PSS shares common pages fairly
   between the processes that map them, so PSS sums to the tree's real memory).
 
@@ -60,7 +60,11 @@ def read_proc(pid: int) -> dict | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
-    switches = sum(int(v) for v in re.findall(r"ctxt_switches:\s+(\d+)", status))
+    switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():  # every thread wakes on its own
+        with contextlib.suppress(FileNotFoundError):
+            text = (task / "status").read_text()
+            switches += sum(int(v) for v in re.findall(r"ctxt_switches:\s+(\d+)", text))
     kib = dict(re.findall(r"^(Pss|Rss):\s+(\d+) kB", rollup, re.M))
     return {
         "cpu": (int(fields[11]) + int(fields[12])) / TICK,
