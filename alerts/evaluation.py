@@ -28,6 +28,7 @@ from alerts.models import (
     Transition,
     render_message,
 )
+from monitoring import background
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.patterns import PatternError, compile_pattern, matches_process
 
@@ -287,9 +288,7 @@ def record(rule, host, subject, kind, value, now, duration=None) -> Transition:
 
 
 def queue_sending() -> None:
-    from django_q.tasks import async_task
-
-    async_task("alerts.tasks.send_due", task_name="alerts-send")
+    background.enqueue("alerts.tasks.send_due", task_name="alerts-send")
 
 
 def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -> list[Transition]:

@@ -8,6 +8,7 @@ restart of the sampler or a different hub process changes nothing.
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -28,6 +29,11 @@ from monitoring.models import (
 from monitoring.sampling import Batch, ProcessRow
 
 log = logging.getLogger(__name__)
+
+# Called with no arguments after each stored batch commits. The live feed of this
+# process sets it (monitoring.live), to send a sample stored here at once instead of
+# at its next poll; where nobody serves the feed it stays None.
+announce: Callable[[], None] | None = None
 
 HOST_FIELDS = {
     f.name for f in HostSample._meta.concrete_fields if f.name not in ("id", "host", "ts")
@@ -88,6 +94,8 @@ def store(host: Host, batch: Batch, hooks: bool | str = True) -> HostSample | No
         raise
     for name, value in update.items():
         setattr(host, name, value)
+    if announce is not None:
+        transaction.on_commit(announce)
     if newest and hooks == "later":
         later.put(host, sample)
     elif newest and hooks:

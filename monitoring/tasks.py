@@ -1,4 +1,5 @@
-"""Background tasks run by the django-q2 cluster.
+"""Background tasks, run by the web process's Runner or a django-q2 cluster (see
+monitoring.background).
 
 The sampler. django-q2's scheduler is minute-grained, so sampling every few seconds
 needs a loop that lives inside one task. The loop holds a Lease (one per machine), so
@@ -15,7 +16,8 @@ schedule `ensure_sampler` then starts a new one.
 
 Stopping: django-q2 workers ignore SIGINT and the cluster waits for running tasks
 before it exits, so the loop listens for SIGINT/SIGTERM itself while it runs, ends
-its tick, releases the lease and returns.
+its tick, releases the lease and returns. In a Runner thread, the Runner's stop
+event does the same.
 """
 
 import logging
@@ -27,9 +29,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
-from django_q.tasks import async_task
 
-from monitoring import ingest, retention, rollups
+from monitoring import background, ingest, retention, rollups
 from monitoring.collectors.system import local_machine_id
 from monitoring.models import Event, Host, Lease, WatchedProcess
 from monitoring.patterns import PatternError, compile_pattern
@@ -111,7 +112,7 @@ def run_sampler(
     if ended_by == "shift over" and hand_over and not stop.is_set():
         successor = Lease.new_owner()
         if Lease.hand_over(name, owner, successor, ttl):
-            async_task(SAMPLER_TASK, token=successor, task_name=f"sampler-{successor[:8]}")
+            background.enqueue(SAMPLER_TASK, task_name=f"sampler-{successor[:8]}", token=successor)
     elif ended_by != "lease lost":
         Lease.release(name, owner)
     return f"{ticks} samples, {ended_by}"
@@ -122,7 +123,7 @@ def ensure_sampler() -> str:
     lease = Lease.objects.filter(name=sampler_lease_name()).first()
     if lease and lease.expires_at > timezone.now():
         return "sampler alive"
-    async_task(SAMPLER_TASK, task_name="sampler")
+    background.enqueue(SAMPLER_TASK, task_name="sampler")
     return "sampler started"
 
 

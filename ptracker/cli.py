@@ -1,25 +1,26 @@
 """The `ptracker` command.
 
 `ptracker agent` (ptracker.agent) runs without Django; everything else sets it up.
-`ptracker run` checks the configuration, migrates the database, makes sure someone
-can log in, then supervises two children: Daphne (dashboard, API, admin) and the
-django-q2 cluster (sampler and periodic jobs). Each child gets its own process
-group, so a Ctrl+C reaches only this supervisor, which then stops both in order and
-makes sure nothing of theirs is left behind.
+`ptracker run` checks the configuration, opens the port, migrates the database and
+makes sure someone can log in. Then, on one machine, it becomes the web process
+(`ptracker serve`: Daphne, with the sampler and the schedules in threads); with
+PTRACKER_REDIS_URL it starts the web process and the django-q2 cluster and becomes
+their supervisor (ptracker.supervisor). Either way it execs: what set-up loaded does
+not stay resident.
 """
 
 import argparse
-import contextlib
+import errno
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import NoReturn
 
-STOP_TIMEOUT = 8.0  # seconds for the children to stop before they are killed
+from ptracker.supervisor import WAKE_SIGNALS
 
 
 def django_setup() -> int:
@@ -88,27 +89,30 @@ def first_login(data_dir: Path) -> str:
     return f"log in as admin, password {password}  (kept in {path} until you change it)"
 
 
-def port_free(bind: str, port: int) -> bool:
+def listen(bind: str, port: int) -> socket.socket:
+    """The listening socket, made here so that a port in use stops start-up before
+    anything is touched, and the web process only inherits it."""
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((bind, port))
-        except OSError:
-            return False
-    return True
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((bind, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-def wait_listening(bind: str, port: int, child: subprocess.Popen, timeout: float) -> bool:
-    host = "127.0.0.1" if bind in ("0.0.0.0", "") else ("::1" if bind == "::" else bind)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and child.poll() is None:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    # The supervisor's wake signals are blocked here already (see ptracker.supervisor):
+    # a child must not inherit that, or SIGTERM would never reach it.
+    return subprocess.Popen(
+        [sys.executable, *args],
+        start_new_session=True,
+        pass_fds=pass_fds,
+        preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, WAKE_SIGNALS),
+    )
 
 
 def address(bind: str, port: int) -> str:
@@ -124,49 +128,41 @@ def address(bind: str, port: int) -> str:
     return listening
 
 
-def spawn(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], start_new_session=True)
+def banner(args: argparse.Namespace, login: str) -> str:
+    from django.conf import settings
+
+    return (
+        f"\nptracker is running at {address(args.bind, args.port)}\n"
+        f"  {login}\n"
+        f"  sampling this machine every {settings.PTRACKER_SAMPLE_INTERVAL} s; "
+        f"data in {settings.DATA_DIR}\n"
+        f"  press Ctrl+C to stop\n"
+    )
 
 
-def signal_group(child: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, sig)
+def web_command(args: argparse.Namespace, listener: socket.socket) -> tuple[list[str], tuple]:
+    """`ptracker serve` arguments, and the file descriptors it inherits."""
+    command = ["-m", "ptracker", "serve", "--bind", args.bind, "--port", str(args.port)]
+    if listener.family != socket.AF_INET:
+        # Daphne's fd endpoint takes IPv4 sockets only: the web process binds this again.
+        listener.close()
+        return command, ()
+    # The web process takes the listening socket over: a browser that comes at once
+    # waits in its queue instead of being refused.
+    return [*command, "--fd", str(listener.fileno())], (listener.fileno(),)
 
 
-def group_alive(child: subprocess.Popen) -> bool:
-    """True while any process of the child's group is left (workers outlive a killed parent)."""
-    child.poll()
-    try:
-        os.killpg(child.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_children(children: dict[str, subprocess.Popen]) -> None:
-    # The cluster's main process and the sampler loop both stop cleanly on SIGINT
-    # (the loop listens for it, see monitoring.tasks); Daphne stops on SIGTERM.
-    signal_group(children["cluster"], signal.SIGINT)
-    signal_group(children["web"], signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline and any(group_alive(c) for c in children.values()):
-        time.sleep(0.1)
-    for name, child in children.items():
-        if group_alive(child):
-            print(
-                f"ptracker: {name} did not stop in {STOP_TIMEOUT:.0f} s, killing it",
-                file=sys.stderr,
-            )
-            signal_group(child, signal.SIGKILL)
-    for child in children.values():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=2)
+def supervise(commands: dict[str, tuple[list[str], tuple]]) -> NoReturn:
+    """Start each command (python arguments, inherited fds) in a session of its own,
+    then become their supervisor: exec ptracker.supervisor, which imports no Django."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, WAKE_SIGNALS)  # they stay pending across exec
+    pids = [f"{name}={spawn(argv, fds).pid}" for name, (argv, fds) in commands.items()]
+    os.execv(sys.executable, [sys.executable, "-m", "ptracker.supervisor", *pids])
 
 
 def run(args: argparse.Namespace) -> int:
-    # Settings derive ALLOWED_HOSTS from the address; the children inherit it.
+    # Settings derive ALLOWED_HOSTS from the address; the web process and the cluster
+    # inherit it.
     os.environ["PTRACKER_BIND"] = args.bind
     status = django_setup()
     if status:
@@ -176,61 +172,33 @@ def run(args: argparse.Namespace) -> int:
     status = check_configuration()
     if status:
         return status
-    if not port_free(args.bind, args.port):
-        return fail(f"port {args.port} on {args.bind} is in use; choose another with --port")
+    try:
+        listener = listen(args.bind, args.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return fail(f"port {args.port} on {args.bind} is in use; choose another with --port")
+        return fail(f"cannot listen on {args.bind} port {args.port}: {exc.strerror}")
     status = migrate()
     if status:
         return status
-    login = first_login(settings.DATA_DIR)
-    from monitoring.tasks import ensure_sampler
+    print(banner(args, first_login(settings.DATA_DIR)), flush=True)
+    web, fds = web_command(args, listener)
+    if settings.PTRACKER_REDIS_URL:
+        from monitoring.tasks import ensure_sampler
 
-    ensure_sampler()  # queued now, so sampling starts with the cluster, not a minute later
+        ensure_sampler()  # queued now, so sampling starts with the cluster, not a minute later
+        supervise({"web": (web, fds), "cluster": (["-m", "ptracker", "manage", "qcluster"], ())})
+    # One machine: this process becomes the web process, which also samples and runs the
+    # schedules in threads. exec sheds what set-up loaded (migrations, checks, admin).
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    os.execv(sys.executable, [sys.executable, *web])
 
-    stopping = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stopping.append(signum))
 
-    children = {
-        "web": spawn(
-            [
-                "-m",
-                "daphne",
-                "--bind",
-                args.bind,
-                "--port",
-                str(args.port),
-                "--application-close-timeout",
-                "3",
-                "ptracker.asgi:application",
-            ]
-        ),
-        "cluster": spawn(["-m", "ptracker", "manage", "qcluster"]),
-    }
-    try:
-        if wait_listening(args.bind, args.port, children["web"], timeout=30):
-            print(
-                f"\nptracker is running at {address(args.bind, args.port)}\n"
-                f"  {login}\n"
-                f"  sampling this machine every {settings.PTRACKER_SAMPLE_INTERVAL} s; "
-                f"data in {settings.DATA_DIR}\n"
-                f"  press Ctrl+C to stop\n",
-                flush=True,
-            )
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    print(
-                        f"ptracker: {name} exited with status {child.returncode}", file=sys.stderr
-                    )
-                    stop_children(children)
-                    return 1
-            time.sleep(0.2)
-    finally:
-        if any(group_alive(c) for c in children.values()):
-            print("ptracker: stopping…", flush=True)
-            stop_children(children)
-    print("ptracker: stopped", flush=True)
-    return 0
+def serve(args: argparse.Namespace) -> int:
+    from ptracker.serve import serve
+
+    return serve(args.bind, args.port, args.fd)
 
 
 def manage(argv: list[str]) -> int:
@@ -258,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
     )
     run_parser.add_argument("--port", type=int, default=os.environ.get("PTRACKER_PORT", "8000"))
+    serve_parser = commands.add_parser(
+        "serve",
+        help="only serve the dashboard (and, without Redis, sample and run the schedules): "
+        "no set-up; `run` does that, then this",
+    )
+    serve_parser.add_argument("--bind", default=os.environ.get("PTRACKER_BIND") or "127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=os.environ.get("PTRACKER_PORT", "8000"))
+    serve_parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # from `run`
     commands.add_parser(
         "manage", help="run a Django management command (createsuperuser, changepassword, …)"
     )
@@ -271,5 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "serve":
+        return serve(args)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -323,8 +323,9 @@ DATABASES = {"default": database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Django ----------------------------------------------------------------------
+# No "daphne" app: it only makes `runserver` serve websockets, and it loads Twisted
+# (~28 MiB) into every process that sets Django up. `ptracker serve` runs Daphne.
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -408,6 +409,8 @@ CHANNEL_LAYERS = {
 }
 
 # --- Background work (django-q2) ------------------------------------------------------
+# Used with PTRACKER_REDIS_URL (without it the web process runs this work in threads:
+# monitoring.background), or by a `qcluster` started by hand.
 Q_CLUSTER = {
     "name": "ptracker",
     # One worker holds the sampler loop; the others run rollups, pruning and the
@@ -422,7 +425,11 @@ Q_CLUSTER = {
     "save_limit": 200,
     "label": "Background tasks",
     "orm": "default",
-    "poll": 0.2,
+    # The ORM broker's pusher reads the queue table every `poll` seconds when it is
+    # empty; Redis blocks instead. The guard checks the cluster's processes and saves
+    # its status (which expires after 3 s) every `guard_cycle` seconds.
+    "poll": 1.0,
+    "guard_cycle": 2,
 }
 if PTRACKER_REDIS_URL:
     Q_CLUSTER.pop("orm")
