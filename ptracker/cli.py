@@ -158,6 +158,7 @@ def stop_children(children: dict[str, subprocess.Popen]) -> None:
 def run(args: argparse.Namespace) -> int:
     # Settings derive ALLOWED_HOSTS from the address; the children inherit it.
     os.environ["PTRACKER_BIND"] = args.bind
+    os.environ["PTRACKER_PORT"] = str(args.port)  # for links in alert messages
     django_setup()
     from django.conf import settings
 
