@@ -132,7 +132,7 @@ class History(ListAPIView):
             OpenApiParameter("state", OpenApiTypes.STR, enum=[k for k, _ in Transition.KINDS]),
             *TIME_PARAMS,
         ],
-        responses=answers(TransitionSerializer(many=True), 400),
+        responses=answers(TransitionSerializer(many=True), 400, 404),  # 404: a page past the end
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
