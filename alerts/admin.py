@@ -25,6 +25,7 @@ class TestTransition:
         self.subject = "test"
         self.kind = "firing"
         self.value = None
+        self.details = {}
         self.ts = timezone.now()
         self.message = f"[TEST] ptracker test notification to {channel.name}, sent by {user}"
 
@@ -67,6 +68,7 @@ class RuleAdmin(admin.ModelAdmin):
     list_display = ["name", "metric", "operator", "threshold", "for_seconds", "severity", "enabled"]
     list_filter = ["enabled", "severity", "metric"]
     filter_horizontal = ["hosts", "channels"]
+    # recovery_seconds left empty means "as long as for_seconds" (Rule.recovery_after).
     fieldsets = [
         (None, {"fields": ["name", "enabled", "severity"]}),
         ("Condition", {"fields": ["metric", "operator", "threshold", "for_seconds",

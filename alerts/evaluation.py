@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from alerts.messages import describe, render_message
 from alerts.models import (
     OPERATORS,
     PRESENCE_RULES,
@@ -26,7 +27,6 @@ from alerts.models import (
     Rule,
     Silence,
     Transition,
-    render_message,
 )
 from monitoring import background
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
@@ -54,7 +54,7 @@ class Decision:
     state: str
     since: datetime
     candidate_since: datetime | None
-    transition: str | None  # pending | firing | reminder | resolved
+    transition: str | None  # firing | reminder | resolved
 
 
 def advance(rule: Rule, current: AlertState, value: float | None, now: datetime) -> Decision:
@@ -69,24 +69,29 @@ def advance(rule: Rule, current: AlertState, value: float | None, now: datetime)
             return Decision(state, since, None, None)
         if rule.for_seconds == 0:
             return Decision(AlertState.FIRING, now, None, "firing")
-        return Decision(AlertState.PENDING, now, None, "pending")
+        return Decision(AlertState.PENDING, now, None, None)
     if state == AlertState.PENDING:
         if not breach:
             return Decision(AlertState.OK, now, None, None)
         if now - since >= for_:
             return Decision(AlertState.FIRING, now, None, "firing")
         return Decision(state, since, None, None)
-    # firing: resolve only past the recovery threshold, held for recovery_seconds
+    # firing: resolve only past the recovery threshold, held for the recovery time
     if recovered(rule, value):
-        candidate = candidate or now
-        if now - candidate >= timedelta(seconds=rule.recovery_seconds):
-            return Decision(AlertState.OK, now, None, "resolved")
-        return Decision(state, since, candidate, None)
+        return recovering(rule, current, now)
     if rule.repeat_minutes and current.acknowledged_at is None:
         last = current.last_notified or current.fired_at or since
         if now - last >= timedelta(minutes=rule.repeat_minutes):
             return Decision(state, since, None, "reminder")
     return Decision(state, since, None, None)
+
+
+def recovering(rule: Rule, current: AlertState, now: datetime) -> Decision:
+    """A firing alert whose condition is gone: resolved once that held long enough."""
+    candidate = current.candidate_since or now
+    if now - candidate >= timedelta(seconds=rule.recovery_after):
+        return Decision(AlertState.OK, now, None, "resolved")
+    return Decision(current.state, current.since, candidate, None)
 
 
 def breaching(rule: Rule, value: float) -> bool:
@@ -229,7 +234,13 @@ def apply(rule: Rule, host: Host, subject: str, value, now: datetime) -> Transit
     current, _ = AlertState.objects.get_or_create(
         rule=rule, host=host, subject=subject[:300], defaults={"since": now}
     )
-    decision = advance(rule, current, value, now)
+    return store(rule, host, current, advance(rule, current, value, now), value, now)
+
+
+def store(
+    rule: Rule, host: Host, current: AlertState, decision: Decision, value, now: datetime
+) -> Transition | None:
+    """Save what advance() decided about `current`; record its transition, if any."""
     current.value = value
     changed = ["value"]
     if (decision.state, decision.since, decision.candidate_since) != (
@@ -237,27 +248,30 @@ def apply(rule: Rule, host: Host, subject: str, value, now: datetime) -> Transit
         current.since,
         current.candidate_since,
     ):
+        if current.state == AlertState.OK and decision.state != AlertState.OK:
+            current.details = describe(rule, host, current.subject, now)
+            changed.append("details")
         current.state, current.since = decision.state, decision.since
         current.candidate_since = decision.candidate_since
         changed += ["state", "since", "candidate_since"]
-    if decision.transition is None:
-        current.save(update_fields=changed)
-        return None
     duration = None
     if decision.transition == "firing":
         current.fired_at, current.acknowledged_at, current.acknowledged_by = now, None, None
         changed += ["fired_at", "acknowledged_at", "acknowledged_by"]
     if decision.transition == "resolved" and current.fired_at:
         duration = now - current.fired_at
-    if decision.transition in ("firing", "reminder", "resolved"):
+    if decision.transition is not None:
         current.last_notified = now
         changed.append("last_notified")
     current.save(update_fields=changed)
-    return record(rule, host, subject, decision.transition, value, now, duration)
+    if decision.transition is None:
+        return None
+    return record(rule, host, current.subject, decision.transition, value, now, duration)
 
 
 def record(rule, host, subject, kind, value, now, duration=None) -> Transition:
-    silenced = kind != "pending" and muted(rule, host, now)
+    silenced = muted(rule, host, now)
+    details = describe(rule, host, subject, now)
     transition = Transition.objects.create(
         rule=rule,
         host=host,
@@ -265,7 +279,8 @@ def record(rule, host, subject, kind, value, now, duration=None) -> Transition:
         kind=kind,
         ts=now,
         value=value,
-        message=render_message(rule, kind, subject, host, value),
+        message=render_message(rule, kind, host, value, details, duration),
+        details=details,
         duration=duration,
         silenced=silenced,
     )
@@ -275,9 +290,9 @@ def record(rule, host, subject, kind, value, now, duration=None) -> Transition:
             "alert_firing" if kind == "firing" else "alert_resolved",
             transition.message,
             ts=now,
-            data={"rule": rule.name, "subject": subject, "value": value},
+            data={"rule": rule.name, "value": value, **details},
         )
-    if kind != "pending" and not silenced:
+    if not silenced:
         channels = rule.channels.filter(enabled=True)
         Delivery.objects.bulk_create(
             Delivery(transition=transition, channel=c, next_try=now) for c in channels
@@ -323,17 +338,18 @@ def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -
 
 
 def resolve_gone(rule: Rule, host: Host, present: set[str], now: datetime) -> list[Transition]:
-    """A process that is gone cannot stay firing: resolve it (pending ones just end)."""
+    """Subjects with no value any more (a process left the sample, a unit is gone): a
+    pending one just ends; a firing one resolves once gone for the recovery time, so a
+    process missing from one sample and back in the next stays one alert."""
     done = []
     gone = AlertState.objects.filter(rule=rule, host=host).exclude(state=AlertState.OK)
     for state in gone.exclude(subject__in=present):
-        was_firing = state.state == AlertState.FIRING
-        AlertState.objects.filter(pk=state.pk).update(
-            state=AlertState.OK, since=now, candidate_since=None
-        )
-        if was_firing:
-            duration = now - state.fired_at if state.fired_at else None
-            done.append(record(rule, host, state.subject, "resolved", None, now, duration))
+        if state.state == AlertState.PENDING:
+            decision = Decision(AlertState.OK, now, None, None)
+        else:
+            decision = recovering(rule, state, now)
+        if (t := store(rule, host, state, decision, None, now)) is not None:
+            done.append(t)
     return done
 
 
@@ -372,14 +388,3 @@ def evaluate_scheduled(now: datetime | None = None) -> list[Transition]:
 def after_batch(host: Host, sample: HostSample) -> None:
     """PTRACKER_AFTER_INGEST hook: called by monitoring.ingest after each stored batch."""
     evaluate_host(host, sample)
-
-
-def firing_counts(hosts) -> dict[int, int]:
-    from django.db.models import Count
-
-    rows = (
-        AlertState.objects.filter(host__in=hosts, state=AlertState.FIRING)
-        .values("host_id")
-        .annotate(n=Count("id"))
-    )
-    return {r["host_id"]: r["n"] for r in rows}

@@ -6,11 +6,12 @@ notification goes out once however many workers look.
 """
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.template import Context, Template, TemplateSyntaxError
+from django.template import Template, TemplateSyntaxError
 from django.utils import timezone
 
 from monitoring.models import Host, WatchedProcess, validate_pattern
@@ -21,31 +22,54 @@ OPERATORS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t,
 
 # Rules about something that must be there (value: 1 present, 0 not): no threshold.
 PRESENCE_RULES = {"process_missing", "service_inactive"}
-# metric -> (label, unit, what it is measured on, lowest, highest valid threshold)
+
+
+class Metric(NamedTuple):
+    label: str  # in forms and lists
+    unit: str  # of values and thresholds: "%", "bytes", "bytes/s", "°C", …
+    scope: str  # what it is measured on
+    low: float | None  # lowest valid threshold
+    high: float | None  # highest valid threshold
+    short: str  # in messages: "CPU 77.5 % > 50 %"
+
+
 METRICS = {
-    "cpu_percent": ("Host CPU %", "%", "host", 0, 100),
-    "mem_percent": ("Host memory %", "%", "host", 0, 100),
-    "swap_percent": ("Host swap %", "%", "host", 0, 100),
-    "load_per_core": ("Load (1 min) per core", "", "host", 0, None),
-    "disk_percent": ("Disk used % (per mount)", "%", "mount", 0, 100),
-    "disk_read_bps": ("Disk read, bytes/s", "bytes/s", "host", 0, None),
-    "disk_write_bps": ("Disk write, bytes/s", "bytes/s", "host", 0, None),
-    "net_rx_bps": ("Network in, bytes/s", "bytes/s", "host", 0, None),
-    "net_tx_bps": ("Network out, bytes/s", "bytes/s", "host", 0, None),
-    "process_count": ("Number of processes", "", "host", 0, None),
-    "gpu_utilization": ("GPU utilization %", "%", "gpu", 0, 100),
-    "gpu_memory_percent": ("GPU memory %", "%", "gpu", 0, 100),
-    "gpu_temperature": ("GPU temperature, °C", "°C", "gpu", 0, 150),
-    "process_cpu_percent": ("Process CPU % (of one core)", "%", "process", 0, None),
-    "process_rss": ("Process memory (RSS), bytes", "bytes", "process", 0, None),
-    "process_threads": ("Process threads", "", "process", 0, None),
-    "process_gpu_memory": ("Process GPU memory, bytes", "bytes", "process", 0, None),
+    "cpu_percent": Metric("Host CPU %", "%", "host", 0, 100, "CPU"),
+    "mem_percent": Metric("Host memory %", "%", "host", 0, 100, "memory"),
+    "swap_percent": Metric("Host swap %", "%", "host", 0, 100, "swap"),
+    "load_per_core": Metric("Load (1 min) per core", "", "host", 0, None, "load per core"),
+    "disk_percent": Metric("Disk used % (per mount)", "%", "mount", 0, 100, "disk used"),
+    "disk_read_bps": Metric("Disk read, bytes/s", "bytes/s", "host", 0, None, "disk read"),
+    "disk_write_bps": Metric("Disk write, bytes/s", "bytes/s", "host", 0, None, "disk write"),
+    "net_rx_bps": Metric("Network in, bytes/s", "bytes/s", "host", 0, None, "network in"),
+    "net_tx_bps": Metric("Network out, bytes/s", "bytes/s", "host", 0, None, "network out"),
+    "process_count": Metric("Number of processes", "", "host", 0, None, "processes"),
+    "gpu_utilization": Metric("GPU utilization %", "%", "gpu", 0, 100, "GPU utilization"),
+    "gpu_memory_percent": Metric("GPU memory %", "%", "gpu", 0, 100, "GPU memory"),
+    "gpu_temperature": Metric("GPU temperature, °C", "°C", "gpu", 0, 150, "GPU temperature"),
+    "process_cpu_percent": Metric("Process CPU % (of one core)", "%", "process", 0, None, "CPU"),
+    "process_rss": Metric("Process memory (RSS), bytes", "bytes", "process", 0, None, "RSS"),
+    "process_threads": Metric("Process threads", "", "process", 0, None, "threads"),
+    "process_gpu_memory": Metric(
+        "Process GPU memory, bytes", "bytes", "process", 0, None, "GPU memory"
+    ),
     # Special rules: their own evaluation, see alerts.evaluation.
-    "host_offline": ("Host offline (no sample for N intervals)", "intervals", "host", 1, None),
-    "process_missing": ("Watched process not running", "", "watch", None, None),
-    "service_inactive": ("systemd service not active", "", "service", None, None),
-    "memory_growth": ("Memory grows faster than N MB per hour", "MB/h", "host|process", 0, None),
-    "disk_will_fill": ("Disk full within N hours (linear trend)", "h", "mount", 0, None),
+    "host_offline": Metric(
+        "Host offline (no sample for N intervals)", "intervals", "host", 1, None, "silent for"
+    ),
+    "process_missing": Metric("Watched process not running", "", "watch", None, None, "running"),
+    "service_inactive": Metric("systemd service not active", "", "service", None, None, "active"),
+    "memory_growth": Metric(
+        "Memory grows faster than N MB per hour",
+        "MB/h",
+        "host|process",
+        0,
+        None,
+        "memory growth",
+    ),
+    "disk_will_fill": Metric(
+        "Disk full within N hours (linear trend)", "h", "mount", 0, None, "disk full in"
+    ),
 }
 
 
@@ -109,7 +133,7 @@ class Channel(models.Model):
 
 def metric_choices() -> list[tuple[str, str]]:
     # A callable, so that a new metric needs no migration.
-    return [(k, v[0]) for k, v in METRICS.items()]
+    return [(k, v.label) for k, v in METRICS.items()]
 
 
 class Rule(models.Model):
@@ -127,7 +151,11 @@ class Rule(models.Model):
         help_text="Resolve only past this value (hysteresis); empty: the threshold itself.",
     )
     recovery_seconds = models.PositiveIntegerField(
-        default=0, help_text="The recovery must hold this long before the alert resolves."
+        null=True,
+        blank=True,
+        help_text="The recovery must hold this long before the alert resolves. Empty: as "
+        "long as the condition had to hold (for), so one burst sends one firing and one "
+        "resolved message; 0 resolves on the first good value.",
     )
     window_minutes = models.PositiveIntegerField(
         default=60, help_text="memory growth and disk-fill rules: the trend window."
@@ -159,7 +187,7 @@ class Rule(models.Model):
     message = models.TextField(
         blank=True,
         help_text="Optional template: {{ rule }}, {{ subject }}, {{ value }}, {{ state }}, "
-        "{{ host }}, {{ severity }}.",
+        "{{ host }}, {{ severity }}, {{ condition }} (CPU 77.5 % > 50 % for 10 s), {{ url }}.",
     )
 
     class Meta:
@@ -169,13 +197,17 @@ class Rule(models.Model):
         return self.name
 
     @property
+    def recovery_after(self) -> int:
+        return self.for_seconds if self.recovery_seconds is None else self.recovery_seconds
+
+    @property
     def scope(self) -> str:
-        return METRICS[self.metric][2]
+        return METRICS[self.metric].scope
 
     def clean(self) -> None:
-        label, unit, scope, low, high = METRICS.get(self.metric, (None,) * 5)
-        if label is None:
+        if self.metric not in METRICS:
             raise ValidationError({"metric": f"Unknown metric {self.metric!r}."})
+        label, low, high = (getattr(METRICS[self.metric], f) for f in ("label", "low", "high"))
         needs_threshold = self.metric not in PRESENCE_RULES
         if needs_threshold and self.threshold is None:
             raise ValidationError({"threshold": "This metric needs a threshold."})
@@ -227,6 +259,7 @@ class AlertState(models.Model):
     since = models.DateTimeField(default=timezone.now)  # when the current state began
     candidate_since = models.DateTimeField(null=True, blank=True)  # recovery under way
     value = models.FloatField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)  # alerts.messages.describe
     fired_at = models.DateTimeField(null=True, blank=True)
     last_notified = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
@@ -244,10 +277,10 @@ class AlertState(models.Model):
 
 
 class Transition(models.Model):
-    """A change of state (or a reminder): the alert history and the notification outbox."""
+    """A change of state (or a reminder): the alert history and the notification outbox.
+    Pending is a state (AlertState), never a row here: most pendings end unnoticed."""
 
     KINDS = [
-        ("pending", "pending"),
         ("firing", "firing"),
         ("reminder", "still firing"),
         ("resolved", "resolved"),
@@ -259,6 +292,7 @@ class Transition(models.Model):
     ts = models.DateTimeField(default=timezone.now)
     value = models.FloatField(null=True, blank=True)
     message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)  # alerts.messages.describe
     duration = models.DurationField(null=True, blank=True)  # firing → resolved
     silenced = models.BooleanField(default=False)
 
@@ -355,22 +389,3 @@ class MaintenanceWindow(models.Model):
         host_ids = {h.pk for h in self.hosts.all()}
         rule_ids = {r.pk for r in self.rules.all()}
         return (not host_ids or host.pk in host_ids) and (not rule_ids or rule.pk in rule_ids)
-
-
-def render_message(rule: Rule, transition_kind: str, subject: str, host: Host, value) -> str:
-    context = {
-        "rule": rule.name,
-        "state": transition_kind,
-        "subject": subject,
-        "host": host.name,
-        "value": value,
-        "severity": rule.severity,
-    }
-    if rule.message:
-        return Template(rule.message).render(Context(context)).strip()
-    label, unit = METRICS[rule.metric][0], METRICS[rule.metric][1]
-    where = host.name if subject == "host" else f"{host.name} {subject}"
-    shown = "" if value is None else f" ({value:.4g}{' ' + unit if unit else ''})"
-    words = {"firing": "FIRING", "reminder": "STILL FIRING", "resolved": "RESOLVED",
-             "pending": "pending"}[transition_kind]  # fmt: skip
-    return f"[{words}] {rule.name}: {label} on {where}{shown}"

@@ -55,14 +55,24 @@ def post_json(url: str, payload: dict, headers: dict | None = None) -> int:
 
 
 def alert_fields(t) -> dict:
-    """What every transport may say about a transition (`t` is a Transition)."""
+    """What every transport may say about a transition (`t` is a Transition): its
+    message (alerts.messages.render_message, the one text every channel sends) and the
+    same facts as fields. The command line in them is already redacted."""
+    details = t.details or {}
+    process = details.get("process")
     return {
         "rule": t.rule.name,
         "severity": t.rule.severity,
         "state": t.kind,
         "host": t.host.name,
-        "subject": t.subject,
+        "subject": details.get("what") or t.subject,
+        "process": {k: process[k] for k in ("pid", "user", "cmdline")} if process else None,
         "value": t.value,
+        "unit": details.get("unit"),
+        "threshold": details.get("threshold"),
+        "operator": details.get("operator"),
+        "for_seconds": details.get("for_seconds"),
+        "url": details.get("url"),
         "message": t.message,
         "ts": t.ts.isoformat(),
     }

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     # Settings derive ALLOWED_HOSTS from the address; the web process and the cluster
     # inherit it.
     os.environ["PTRACKER_BIND"] = args.bind
+    os.environ["PTRACKER_PORT"] = str(args.port)  # for links in alert messages
     status = django_setup()
     if status:
         return status

@@ -189,6 +189,17 @@ ALLOWED_HOSTS = host_list(
 ) or machine_hosts(PTRACKER_BIND)
 if PUBLIC_HOST and PUBLIC_HOST not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(PUBLIC_HOST)
+# Links in alert messages leave with no request to take a host from: the public
+# address when set, else where `ptracker run` listens (PTRACKER_BIND, PTRACKER_PORT).
+PTRACKER_PORT = envint("PTRACKER_PORT", 8000, 1, 65535)
+
+
+def listening_url(bind: str, port: int) -> str:
+    name = socket.gethostname() if bind in ("0.0.0.0", "::", "") else bind
+    return f"http://{f'[{name}]' if ':' in name else name}:{port}"
+
+
+PTRACKER_LINK_URL = PTRACKER_PUBLIC_ORIGIN or listening_url(PTRACKER_BIND, PTRACKER_PORT)
 # Origins other than a page's own that may post forms and open the websocket: the public
 # address, when a proxy in front does not pass the Host header on.
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]

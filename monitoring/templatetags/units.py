@@ -1,5 +1,7 @@
 """Readable units: binary sizes (KiB, MiB, GiB), rates, percentages, durations."""
 
+from datetime import timedelta
+
 from django import template
 
 register = template.Library()
@@ -35,19 +37,56 @@ def pct(value, digits: int = 1) -> str:
     return "–" if value is None else f"{float(value):.{int(digits)}f} %"
 
 
+def human_duration(seconds) -> str:
+    """Two units at most, the smaller left out when zero: "1 min 40 s", "2 h 5 min"."""
+    if seconds is None or seconds == "":
+        return "–"
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
+    seconds = int(round(float(seconds)))
+    for size, unit, smaller, small_unit in STEPS:
+        if seconds >= size:
+            big, rest = divmod(seconds, size)
+            rest //= smaller
+            return f"{big} {unit} {rest} {small_unit}" if rest else f"{big} {unit}"
+    return f"{seconds} s"
+
+
+STEPS = [(86400, "d", 3600, "h"), (3600, "h", 60, "min"), (60, "min", 1, "s")]
+
+
 @register.filter
 def duration(seconds) -> str:
-    if seconds is None:
+    """Seconds or a timedelta, for people."""
+    return human_duration(seconds)
+
+
+def plain_number(value: float) -> str:
+    """77.5, 50, 0.05: no trailing zeros, two decimals under 10, one above."""
+    text = f"{value:.{2 if abs(value) < 10 else 1}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def quantity(value, unit: str) -> str:
+    """A value in a unit as declared with alert metrics: bytes in binary units, hours
+    as a duration, percentages and the rest as a number and the unit."""
+    if value is None or value == "":
         return "–"
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min" if minutes else f"{seconds} s"
+    value = float(value)
+    if unit == "bytes":
+        return human_bytes(value)
+    if unit == "bytes/s":
+        return human_bytes(value) + "/s"
+    if unit == "h":
+        return "never" if value == float("inf") else human_duration(value * 3600)
+    if value in (float("inf"), float("-inf")):
+        return "never" if value > 0 else "–"
+    return f"{plain_number(value)} {unit}".strip()
+
+
+@register.filter(name="quantity")
+def quantity_filter(value, unit: str = "") -> str:
+    return quantity(value, unit)
 
 
 @register.filter

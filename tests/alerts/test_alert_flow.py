@@ -22,13 +22,16 @@ def test_a_rule_fires_after_its_duration_and_notifies_once(host, cpu_rule, recei
     for seconds in (0, 30, 60, 90):
         sample(host, seconds, 95.0)
     kinds = list(Transition.objects.order_by("ts").values_list("kind", flat=True))
-    assert kinds == ["pending", "firing"]
+    assert kinds == ["firing"]  # pending is a state, not history
     assert sending.send_due(now=T0 + timedelta(seconds=91)) == 1
     assert sending.send_due(now=T0 + timedelta(seconds=92)) == 0  # nothing twice
     receiver.wait_for(1)
     body = receiver.json()
     assert body["state"] == "firing" and body["rule"] == "busy cpu" and body["value"] == 95.0
-    assert body["message"] == "[FIRING] busy cpu: Host CPU % on gpu-box (95 %)"
+    assert body["message"] == (
+        f"[FIRING] busy cpu on gpu-box: CPU 95 % > 90 % for 1 min — "
+        f"http://127.0.0.1:8000/hosts/{host.pk}/?at={int((T0.timestamp() + 60) * 1000)}"
+    )
     assert Event.objects.filter(kind="alert_firing").count() == 1
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from alerts.models import Rule
 from monitoring import ingest
 from monitoring.models import Event, Process, WatchedProcess
 from tests.conftest import batch, proc
@@ -28,6 +29,8 @@ EXAMPLES = 60  # per operation, besides schemathesis' boundary cases
 @pytest.fixture
 def seeded(host):
     watch = WatchedProcess.objects.create(name="trainer", pattern="train")
+    # Fires on the first sample: the alerts endpoints get a state and history to read.
+    Rule.objects.create(name="busy", metric="cpu_percent", threshold=5, for_seconds=0)
     now = timezone.now()
     for seconds in (20, 10):
         b = batch(
