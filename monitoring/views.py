@@ -22,6 +22,7 @@ from monitoring.models import (
     HostSample,
     Process,
     ProcessSample,
+    Rollup,
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
 from monitoring.process_table import select
@@ -73,16 +74,37 @@ def overview(request):
     return render(request, "monitoring/overview.html", {"cards": cards})
 
 
+def first_data(host: Host) -> datetime | None:
+    """When the host's oldest stored data begins: hour rollups outlive raw samples."""
+    oldest = [
+        Rollup.objects.filter(host=host, resolution=Rollup.HOUR, series="host")
+        .order_by("bucket")
+        .values_list("bucket", flat=True)
+        .first(),
+        HostSample.objects.filter(host=host).order_by("ts").values_list("ts", flat=True).first(),
+    ]
+    return min((t for t in oldest if t is not None), default=None)
+
+
 def summaries(host: Host, now: datetime) -> list[dict]:
-    """Average and peak CPU and memory for today, this week and this month (UTC)."""
+    """Average and peak CPU and memory for today, this week and this month (UTC).
+
+    A period that holds the same data as a row above it (the week on a Monday, the
+    month on the 1st, every period on a host's first day) is left out: it would
+    repeat that row."""
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = [
         ("Today", today),
         ("This week", today - timedelta(days=today.weekday())),
         ("This month", today.replace(day=1)),
     ]
-    rows = []
+    since = first_data(host) or now
+    rows, shown = [], set()
     for label, start in periods:
+        begins = max(start, since)
+        if begins in shown:
+            continue
+        shown.add(begins)
         summary = timeseries.summarize(host, ["cpu_percent", "mem_used"], start, now)
         row = {"label": label}
         for metric, values in summary.items():
@@ -90,6 +112,15 @@ def summaries(host: Host, now: datetime) -> list[dict]:
             row[f"{metric}_max"] = values["max"] if values else None
         rows.append(row)
     return rows
+
+
+@require_GET
+@login_required
+def host_summary(request, host_id: int):
+    """The summary table alone, which the host page reloads every minute."""
+    host = get_host_for_user(request.user, host_id)
+    context = {"summaries": summaries(host, timezone.now())}
+    return render(request, "monitoring/summary_table.html", context)
 
 
 @require_GET
@@ -119,6 +150,7 @@ def host_detail(request, host_id: int):
             "cores": len(sample.per_cpu) if sample else 0,
             "timeseries": reverse("api-timeseries", args=[host.pk]),
             "processes": reverse("host-processes", args=[host.pk]),
+            "summary": reverse("host-summary", args=[host.pk]),
         },
     }
     status = 400 if table["error"] else 200
