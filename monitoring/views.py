@@ -22,6 +22,7 @@ from monitoring.models import (
     HostSample,
     Process,
     ProcessSample,
+    Retention,
     Rollup,
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
@@ -148,6 +149,7 @@ def host_detail(request, host_id: int):
             "interval": host.sample_interval,
             "gpus": [g.index for g in gpus],
             "cores": len(sample.per_cpu) if sample else 0,
+            "raw_hours": Retention.current().raw_hours,
             "timeseries": reverse("api-timeseries", args=[host.pk]),
             "processes": reverse("host-processes", args=[host.pk]),
             "summary": reverse("host-summary", args=[host.pk]),
@@ -259,6 +261,8 @@ def process_detail(request, process_id: int):
             "interval": process.host.sample_interval,
             "first_seen": process.first_seen.timestamp() * 1000,
             "last_seen": process.last_seen.timestamp() * 1000,
+            # No GPU memory chart for a process that never held any.
+            "gpu": process.samples.filter(gpu_memory__gt=0).exists(),
             "timeseries": reverse("api-timeseries", args=[process.host_id]),
         },
     }
