@@ -5,7 +5,8 @@ retention still covers and that needs at most MAX_ROWS rows per series (raw samp
 then 1-minute, then 1-hour rollups); its rows are then averaged (or min/max'ed) into
 steps so that no series has more than MAX_POINTS points.
 
-Metric names: "cpu_percent" (host), "gpu:<index>:utilization", "process:<id>:rss".
+Metric names: "cpu_percent" (host), "cpu:<n>" (core n, from raw samples only: per-core
+values are not rolled up), "gpu:<index>:utilization", "process:<id>:rss".
 Their labels and units are declared once, here, for the pages, the API and exports.
 """
 
@@ -31,13 +32,14 @@ MAX_POINTS = 1000
 MAX_ROWS = 12_000  # rows read per series: 16 h of 5-second samples, 8 days of minutes
 MAX_SERIES = 200  # per request; the host page asks for 8 + 4 per GPU
 MAX_GPU_INDEX = 2**15 - 1  # GpuSample.index is a small integer
+MAX_CORE = 4095
 
 
 @dataclass(frozen=True)
 class Metric:
     field: str
     label: str
-    unit: str  # "%", "bytes", "bytes/s", "", "°C", "W"
+    unit: str  # "%", "bytes", "bytes/s", "count" (whole numbers), "" (a ratio), "°C", "W"
 
 
 HOST_METRICS = {
@@ -52,8 +54,8 @@ HOST_METRICS = {
         Metric("disk_write_bps", "Disk write", "bytes/s"),
         Metric("net_rx_bps", "Network in", "bytes/s"),
         Metric("net_tx_bps", "Network out", "bytes/s"),
-        Metric("process_count", "Processes", ""),
-        Metric("thread_count", "Threads", ""),
+        Metric("process_count", "Processes", "count"),
+        Metric("thread_count", "Threads", "count"),
     ]
 }
 GPU_METRICS = {
@@ -70,7 +72,7 @@ PROCESS_METRICS = {
     for m in [
         Metric("cpu_percent", "CPU (of one core)", "%"),
         Metric("rss", "Resident memory", "bytes"),
-        Metric("threads", "Threads", ""),
+        Metric("threads", "Threads", "count"),
         Metric("read_bps", "Disk read", "bytes/s"),
         Metric("write_bps", "Disk write", "bytes/s"),
         Metric("gpu_memory", "GPU memory", "bytes"),
@@ -84,13 +86,14 @@ class Series:
     """A parsed metric name: where its rows live and which field to read."""
 
     name: str
-    source: str  # host | gpu | process
-    key: int | None  # gpu index or Process id
+    source: str  # host | core | gpu | process
+    key: int | None  # core number, gpu index or Process id
     metric: Metric
 
     @property
     def rollup_series(self) -> str:
-        return "host" if self.source == "host" else f"{self.source}:{self.key}"
+        # Cores read the host's rollup rows, which hold no per-core values: no rows.
+        return "host" if self.source in ("host", "core") else f"{self.source}:{self.key}"
 
 
 def parse_metric(name: str) -> Series:
@@ -98,6 +101,9 @@ def parse_metric(name: str) -> Series:
     try:
         if len(parts) == 1 and name in HOST_METRICS:
             return Series(name, "host", None, HOST_METRICS[name])
+        if len(parts) == 2 and parts[0] == "cpu":
+            core = whole_number(parts[1], "the core number", 0, MAX_CORE)
+            return Series(name, "core", core, Metric("per_cpu", f"CPU {core}", "%"))
         if len(parts) == 3 and parts[0] == "gpu" and parts[2] in GPU_METRICS:
             index = whole_number(parts[1], "the GPU index", 0, MAX_GPU_INDEX)
             return Series(name, "gpu", index, GPU_METRICS[parts[2]])
@@ -108,7 +114,7 @@ def parse_metric(name: str) -> Series:
         raise BadParameter("metric", f"unknown metric {name[:60]!r}: {exc}") from None
     raise BadParameter(
         "metric",
-        f"unknown metric {name[:60]!r}: use one of {', '.join(HOST_METRICS)}, "
+        f"unknown metric {name[:60]!r}: use one of {', '.join(HOST_METRICS)}, cpu:<core>, "
         f"gpu:<index>:<{'|'.join(GPU_METRICS)}> or process:<id>:<{'|'.join(PROCESS_METRICS)}>",
     )
 
@@ -133,12 +139,14 @@ def choose_step(span: float, tier_seconds: int) -> int:
 
 
 def _raw_rows(host: Host, series: list[Series], start, end):
-    """(ts, series name, value) of the raw samples, one query per source."""
+    """(ts, series name, value) of the raw samples, one query per source; the cores
+    are read from the host's samples, with its own metrics."""
     by_source: dict[tuple, list[Series]] = {}
     for s in series:
-        by_source.setdefault((s.source, s.key), []).append(s)
+        key = ("host", None) if s.source == "core" else (s.source, s.key)
+        by_source.setdefault(key, []).append(s)
     for (source, key), group in by_source.items():
-        fields = [s.metric.field for s in group]
+        fields = list(dict.fromkeys(s.metric.field for s in group))
         if source == "host":
             qs = HostSample.objects.filter(host=host)
         elif source == "gpu":
@@ -147,7 +155,11 @@ def _raw_rows(host: Host, series: list[Series], start, end):
             qs = ProcessSample.objects.filter(host=host, process_id=key)
         rows = qs.filter(ts__gte=start, ts__lt=end).order_by("ts").values_list("ts", *fields)
         for ts, *values in rows.iterator(chunk_size=5000):
-            for s, value in zip(group, values, strict=True):
+            row = dict(zip(fields, values, strict=True))
+            for s in group:
+                value = row[s.metric.field]
+                if s.source == "core":
+                    value = value[s.key] if s.key < len(value or ()) else None
                 yield ts, s.name, value, value, value, 1
 
 

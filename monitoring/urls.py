@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("hosts/add/", views.add_server, name="add-server"),
     path("hosts/<id:host_id>/", views.host_detail, name="host-detail"),
+    path("hosts/<id:host_id>/summary", views.host_summary, name="host-summary"),
     path("hosts/<id:host_id>/processes", views.host_processes, name="host-processes"),
     path("processes/<id:process_id>/", views.process_detail, name="process-detail"),
     path("processes/<id:process_id>/facts", views.process_facts, name="process-facts"),

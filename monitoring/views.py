@@ -24,6 +24,8 @@ from monitoring.models import (
     HostSample,
     Process,
     ProcessSample,
+    Retention,
+    Rollup,
     WatchedProcess,
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
@@ -78,16 +80,37 @@ def overview(request):
     return render(request, "monitoring/overview.html", {"cards": cards})
 
 
+def first_data(host: Host) -> datetime | None:
+    """When the host's oldest stored data begins: hour rollups outlive raw samples."""
+    oldest = [
+        Rollup.objects.filter(host=host, resolution=Rollup.HOUR, series="host")
+        .order_by("bucket")
+        .values_list("bucket", flat=True)
+        .first(),
+        HostSample.objects.filter(host=host).order_by("ts").values_list("ts", flat=True).first(),
+    ]
+    return min((t for t in oldest if t is not None), default=None)
+
+
 def summaries(host: Host, now: datetime) -> list[dict]:
-    """Average and peak CPU and memory for today, this week and this month (UTC)."""
+    """Average and peak CPU and memory for today, this week and this month (UTC).
+
+    A period that holds the same data as a row above it (the week on a Monday, the
+    month on the 1st, every period on a host's first day) is left out: it would
+    repeat that row."""
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = [
         ("Today", today),
         ("This week", today - timedelta(days=today.weekday())),
         ("This month", today.replace(day=1)),
     ]
-    rows = []
+    since = first_data(host) or now
+    rows, shown = [], set()
     for label, start in periods:
+        begins = max(start, since)
+        if begins in shown:
+            continue
+        shown.add(begins)
         summary = timeseries.summarize(host, ["cpu_percent", "mem_used"], start, now)
         row = {"label": label}
         for metric, values in summary.items():
@@ -95,6 +118,15 @@ def summaries(host: Host, now: datetime) -> list[dict]:
             row[f"{metric}_max"] = values["max"] if values else None
         rows.append(row)
     return rows
+
+
+@require_GET
+@login_required
+def host_summary(request, host_id: int):
+    """The summary table alone, which the host page reloads every minute."""
+    host = get_host_for_user(request.user, host_id)
+    context = {"summaries": summaries(host, timezone.now())}
+    return render(request, "monitoring/summary_table.html", context)
 
 
 @require_GET
@@ -122,8 +154,10 @@ def host_detail(request, host_id: int):
             "interval": host.sample_interval,
             "gpus": [g.index for g in gpus],
             "cores": len(sample.per_cpu) if sample else 0,
+            "raw_hours": Retention.current().raw_hours,
             "timeseries": reverse("api-timeseries", args=[host.pk]),
             "processes": reverse("host-processes", args=[host.pk]),
+            "summary": reverse("host-summary", args=[host.pk]),
         },
     }
     status = 400 if table["error"] else 200
@@ -214,6 +248,8 @@ def process_detail(request, process_id: int):
             "interval": process.host.sample_interval,
             "first_seen": process.first_seen.timestamp() * 1000,
             "last_seen": process.last_seen.timestamp() * 1000,
+            # No GPU memory chart for a process that never held any.
+            "gpu": process.samples.filter(gpu_memory__gt=0).exists(),
             "timeseries": reverse("api-timeseries", args=[process.host_id]),
         },
     }

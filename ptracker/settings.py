@@ -467,6 +467,7 @@ SPECTACULAR_SETTINGS = {
     # The docs page loads Swagger UI from our static files (npm), never from a CDN.
     "SWAGGER_UI_DIST": "/static/vendor/swagger-ui-dist",
     "SWAGGER_UI_FAVICON_HREF": "/static/vendor/swagger-ui-dist/favicon-32x32.png",
+    "PREPROCESSING_HOOKS": ["monitoring.api.schema.without_switched_off"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "monitoring.api.schema.empty_means_absent",

@@ -138,11 +138,27 @@ def test_gpu_and_process_metrics(alice_client, host, now):
     assert [s["points"][0][1] for s in body["series"]] == [88.0, 123.0]
 
 
+def test_each_core_is_a_series_from_the_raw_samples(alice_client, host, now):
+    for s, cores in ((20, [10.0, 90.0]), (10, [30.0, 70.0])):
+        ingest.store(host, batch(now - timedelta(seconds=s), per_cpu=cores))
+    body = get(alice_client, host, metric=["cpu:0", "cpu:1", "cpu:2"], step=60).json()
+    labels = [(s["metric"], s["label"], s["unit"]) for s in body["series"]]
+    assert labels == [("cpu:0", "CPU 0", "%"), ("cpu:1", "CPU 1", "%"), ("cpu:2", "CPU 2", "%")]
+    assert [[p[1] for p in s["points"]] for s in body["series"]] == [[20.0], [80.0], []]
+
+
+def test_counts_are_whole_numbers_and_say_so(alice_client, host, now):
+    seed_raw(host, now, minutes=1)
+    body = get(alice_client, host, metric=["process_count", "thread_count", "load1"]).json()
+    assert [s["unit"] for s in body["series"]] == ["count", "count", ""]
+
+
 @pytest.mark.parametrize(
     ("params", "field", "text"),
     [
         ({"metric": "cpu_temperature"}, "metric", "unknown metric 'cpu_temperature'"),
         ({"metric": "gpu:x:utilization"}, "metric", "unknown metric"),
+        ({"metric": "cpu:-1"}, "metric", "unknown metric 'cpu:-1'"),
         ({}, "metric", "name at least one metric"),
         ({"metric": "cpu_percent", "agg": "median"}, "agg", "agg must be one of avg, min, max"),
         (

@@ -1,5 +1,6 @@
 """How the OpenAPI schema documents the API's answers beyond the happy path."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -42,3 +43,11 @@ def empty_means_absent(result, generator, request, public):
                 if parameter["in"] == "query" and not parameter.get("required"):
                     parameter["allowEmptyValue"] = True
     return result
+
+
+def without_switched_off(endpoints):
+    """A preprocessing hook: the debug monitor's endpoints are documented only while
+    PTRACKER_DEBUG_MONITOR is on; off, they answer 404 and a reader must not see them."""
+    if settings.PTRACKER_DEBUG_MONITOR:
+        return endpoints
+    return [e for e in endpoints if not e[0].startswith("/debug/")]

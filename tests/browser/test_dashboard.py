@@ -42,7 +42,7 @@ BY_RSS = ["trainer", "postgres", "data-loader", "supervisord", "nginx"]
 
 
 def names(page):
-    return page.locator("#processes table.procs tbody tr td:nth-child(2) a")
+    return page.locator("#processes table.procs tbody tr td.name a")
 
 
 def open_host(page, host: Host):
@@ -204,7 +204,7 @@ def test_the_24_hour_range_reloads_the_charts(page, sampled_host, screenshot):
     page.locator('button[data-range="24h"]').click()
     expect(page.locator("#range-info")).to_have_text(re.compile(r"^one point per \d+(\.\d+)? "))
     expect(page.locator(".range-picker button.active")).to_have_text("24 h")
-    expect(page.locator("#chart-cores")).to_be_hidden()
+    expect(page.locator("#chart-cores")).to_be_visible()  # per-core history, not live only
     span = page.evaluate(
         "() => { const x = Chart.getChart(document.querySelector('#chart-cpu canvas'))"
         ".options.scales.x; return x.max - x.min; }"
@@ -232,7 +232,7 @@ def test_the_process_table_sorts_by_memory(page, sampled_host):
     expect(names(page)).to_have_text(BY_CPU)
     page.locator('#processes a[data-sort="mem"]').click()
     expect(names(page)).to_have_text(BY_RSS)
-    memory = page.locator("#processes table.procs tbody tr td:nth-child(5)")
+    memory = page.locator("#processes table.procs tbody tr td:nth-child(3)")
     expect(memory).to_have_text(["3.0 GiB", "1.5 GiB", "900.0 MiB", "40.0 MiB", "12.0 MiB"])
     expect(page.locator('#processes a[data-sort="mem"]')).to_have_text("Memory ▼")
     assert "sort=-mem" in page.url
@@ -266,7 +266,7 @@ def test_the_tree_view_indents_children_and_sums_subtrees(page, sampled_host, sc
     expect(headers.nth(9)).to_have_text("Subtree CPU")
     expect(headers.nth(10)).to_have_text("Subtree memory")
     indent = page.evaluate(
-        """() => [...document.querySelectorAll("#processes tbody tr td:nth-child(2)")]
+        """() => [...document.querySelectorAll("#processes tbody tr td.name")]
               .map((td) => parseFloat(getComputedStyle(td).paddingLeft))"""
     )
     assert indent[0] < indent[1] < indent[2] and indent[3] == indent[4] == indent[0]

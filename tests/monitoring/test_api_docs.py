@@ -48,3 +48,28 @@ def test_public_api_docs_are_open_to_anyone(client, settings):
     settings.PTRACKER_PUBLIC_API_DOCS = True
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
+
+
+def debug_paths(client: Client) -> list[str]:
+    schema = client.get("/api/schema/", headers={"Accept": "application/json"}).json()
+    return [url for url in schema["paths"] if url.startswith("/debug/")]
+
+
+def test_the_schema_leaves_out_the_debug_monitor_while_it_is_off(client, bob, settings):
+    settings.PTRACKER_DEBUG_MONITOR = False
+    client.force_login(bob)
+    assert debug_paths(client) == []
+    assert client.get("/debug/monitor/snapshot").status_code == 404
+
+
+def test_the_schema_documents_the_debug_monitor_while_it_is_on(client, bob, settings):
+    settings.PTRACKER_DEBUG_MONITOR = True
+    client.force_login(bob)
+    assert "/debug/monitor/snapshot" in debug_paths(client)
+
+
+def test_the_docs_page_links_back_to_the_dashboard(client, bob):
+    client.force_login(bob)
+    html = client.get("/api/docs/").content.decode()
+    nav = html[html.index('<nav id="docs-nav"') : html.index("</nav>")]
+    assert '<a href="/"' in nav and "ptracker dashboard" in nav

@@ -15,6 +15,7 @@ window.PT = (function () {
       case "%": return value.toFixed(1) + " %";
       case "bytes": return bytes(value);
       case "bytes/s": return bytes(value) + "/s";
+      case "count": return String(Math.round(value));
       case "°C": return value.toFixed(0) + " °C";
       case "W": return value.toFixed(0) + " W";
       default: return Number.isInteger(value) ? String(value) : value.toFixed(2);
@@ -38,6 +39,40 @@ window.PT = (function () {
     return round(seconds) + " s";
   }
 
+  // One way to write a moment on every page: the browser's locale and time zone.
+  // Chart axes drop the parts their span makes obvious (the date within one day).
+  const FULL = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const DAY_MINUTE = new Intl.DateTimeFormat(undefined, { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  const MINUTE = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  const SECOND = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+  function time(value) { return FULL.format(new Date(value)); }
+
+  function axisTime(value, spanMs) {
+    const format = spanMs > 86400e3 ? DAY_MINUTE : spanMs > 600e3 ? MINUTE : SECOND;
+    return format.format(new Date(value));
+  }
+
+  // The value of a datetime-local box for a moment: local wall time, to the second.
+  function localInput(ms) {
+    const d = new Date(ms), pad = function (n) { return String(n).padStart(2, "0"); };
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
+  // Change some query parameters of the page's address without a reload or a history
+  // entry; null or "" removes one. The others (a table's sort, say) stay.
+  function setQuery(changes) {
+    const params = new URLSearchParams(location.search);
+    Object.keys(changes).forEach(function (k) {
+      if (changes[k] === null || changes[k] === undefined || changes[k] === "") params.delete(k);
+      else params.set(k, changes[k]);
+    });
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+  }
+
   function relative(date) {
     const s = Math.round((Date.now() - date.getTime()) / 1000);
     if (s < 5) return "just now";
@@ -52,8 +87,8 @@ window.PT = (function () {
     (root || document).querySelectorAll("time[datetime]").forEach(function (t) {
       const date = new Date(t.dateTime);
       if (Number.isNaN(date.getTime())) return;
-      t.title = date.toLocaleString() + " (" + Intl.DateTimeFormat().resolvedOptions().timeZone + ")";
-      t.textContent = t.hasAttribute("data-relative") ? relative(date) : date.toLocaleString();
+      t.title = time(date) + " (" + Intl.DateTimeFormat().resolvedOptions().timeZone + ")";
+      t.textContent = t.hasAttribute("data-relative") ? relative(date) : time(date);
     });
   }
 
@@ -120,5 +155,6 @@ window.PT = (function () {
     }, 5000);
   });
 
-  return { bytes, format, duration, step, relative, localTimes, tagTimeZone, live, showState };
+  return { bytes, format, duration, step, time, axisTime, localInput, setQuery, relative, localTimes,
+    tagTimeZone, live, showState };
 })();

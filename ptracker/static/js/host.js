@@ -2,47 +2,38 @@
 // Host page: live and historical charts, live numbers, the process table of any moment.
 document.addEventListener("DOMContentLoaded", function () {
   const page = JSON.parse(document.getElementById("page-data").textContent);
-  const RANGES = { "1h": 3600e3, "6h": 6 * 3600e3, "24h": 24 * 3600e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
   const LIVE_WINDOW = 10 * 60e3;
   const info = document.getElementById("range-info");
 
+  // Metric names only: each series brings its label and unit from the API.
+  function metrics() { return Array.from(arguments).map(function (m) { return { metric: m }; }); }
   const defs = [
-    { id: "cpu", title: "CPU", metrics: [{ metric: "cpu_percent", label: "CPU", unit: "%" }] },
-    { id: "memory", title: "Memory and swap", metrics: [
-      { metric: "mem_used", label: "memory used", unit: "bytes" }, { metric: "swap_used", label: "swap used", unit: "bytes" }] },
-    { id: "load", title: "Load (1 min)", metrics: [{ metric: "load1", label: "load", unit: "" }] },
-    { id: "disk", title: "Disk I/O", metrics: [
-      { metric: "disk_read_bps", label: "read", unit: "bytes/s" }, { metric: "disk_write_bps", label: "write", unit: "bytes/s" }] },
-    { id: "network", title: "Network", metrics: [
-      { metric: "net_rx_bps", label: "in", unit: "bytes/s" }, { metric: "net_tx_bps", label: "out", unit: "bytes/s" }] },
+    { id: "cpu", title: "CPU", metrics: metrics("cpu_percent") },
+    { id: "memory", title: "Memory and swap", metrics: metrics("mem_used", "swap_used") },
+    { id: "load", title: "Load (1 min)", metrics: metrics("load1") },
+    { id: "disk", title: "Disk I/O", metrics: metrics("disk_read_bps", "disk_write_bps") },
+    { id: "network", title: "Network", metrics: metrics("net_rx_bps", "net_tx_bps") },
+    { id: "tasks", title: "Processes and threads", metrics: [{ metric: "process_count" }, { metric: "thread_count", axis: "y1" }] },
+    { id: "cores", title: "CPU per core", note: "(from raw samples: the last " + page.raw_hours + " h)",
+      metrics: Array.from({ length: page.cores }, function (_, i) { return { metric: "cpu:" + i }; }) },
   ];
   page.gpus.forEach(function (i) {
     const g = "gpu:" + i + ":";
-    defs.push({ id: "gpu" + i + "-util", title: "GPU " + i + " utilization", metrics: [{ metric: g + "utilization", label: "utilization", unit: "%" }] });
-    defs.push({ id: "gpu" + i + "-memory", title: "GPU " + i + " memory", metrics: [{ metric: g + "memory_used", label: "memory used", unit: "bytes" }] });
-    defs.push({ id: "gpu" + i + "-thermal", title: "GPU " + i + " temperature and power", metrics: [
-      { metric: g + "temperature", label: "temperature", unit: "°C" }, { metric: g + "power_w", label: "power", unit: "W", axis: "y1" }] });
+    defs.push({ id: "gpu" + i + "-util", title: "GPU " + i + " utilization", metrics: metrics(g + "utilization") });
+    defs.push({ id: "gpu" + i + "-memory", title: "GPU " + i + " memory", metrics: metrics(g + "memory_used") });
+    defs.push({ id: "gpu" + i + "-thermal", title: "GPU " + i + " temperature and power",
+      metrics: [{ metric: g + "temperature" }, { metric: g + "power_w", axis: "y1" }] });
   });
   const allMetrics = [].concat.apply([], defs.map(function (d) { return d.metrics.map(function (m) { return m.metric; }); }));
 
-  let mode = "live", range = null;
+  let mode = "live";
   const container = document.getElementById("charts");
   const handlers = {
-    onZoom: function (from, to) { showRange(from, to, "zoomed"); },
+    onZoom: function (from, to) { range.zoom(from, to); },
     onPick: function (ms) { loadTable({ at: String(ms) }); },
   };
   const charts = defs.map(function (def) { return PT.charts.create(container, def, handlers); });
-  const cores = PT.charts.create(container, {
-    id: "cores", title: "CPU per core (live only)",
-    metrics: Array.from({ length: page.cores }, function (_, i) { return { metric: "core" + i, label: "CPU " + i, unit: "%" }; }),
-  }, {});
-  document.addEventListener("pt:theme", function () { PT.charts.recolor(charts.concat([cores])); });
-
-  function setActive(key) {
-    document.querySelectorAll(".range-picker [data-range]").forEach(function (b) {
-      b.classList.toggle("active", b.dataset.range === key);
-    });
-  }
+  document.addEventListener("pt:theme", function () { PT.charts.recolor(charts); });
 
   // The download links follow the range on screen.
   function setDownloads(from, to) {
@@ -63,34 +54,12 @@ document.addEventListener("DOMContentLoaded", function () {
     }
   }
 
-  function startLive() {
-    mode = "live"; range = null; setActive("live");
-    document.getElementById("chart-cores").hidden = false;
+  const range = PT.range.create(document.querySelector(".range-picker"), "live", ["live"], function (state) {
+    mode = state.key === "live" ? "live" : "range";
+    if (mode === "range") { load(state.from, state.to); return [state.from, state.to]; }
     const now = Date.now();
-    PT.charts.fill(cores, [], now - LIVE_WINDOW, now);  // the live window, empty until samples come
     load(now - LIVE_WINDOW, now).then(function () { info.textContent = "live, last 10 minutes"; });
-  }
-
-  function showRange(from, to, key) {
-    mode = "range"; range = [from, to]; setActive(key);
-    document.getElementById("chart-cores").hidden = true;
-    load(from, to);
-  }
-
-  document.querySelectorAll(".range-picker [data-range]").forEach(function (button) {
-    button.addEventListener("click", function () {
-      const key = button.dataset.range;
-      if (key === "live") return startLive();
-      const now = Date.now();
-      showRange(now - RANGES[key], now, key);
-    });
-  });
-  document.getElementById("custom-range").addEventListener("submit", function (event) {
-    event.preventDefault();
-    const form = event.target;
-    const from = new Date(form.elements.from.value).getTime(), to = new Date(form.elements.to.value).getTime();
-    if (!(from < to)) { info.textContent = "“from” must be before “to”"; return; }
-    showRange(from, to, "custom");
+    return [now - LIVE_WINDOW, now];
   });
 
   // --- live numbers ---------------------------------------------------------------
@@ -100,7 +69,7 @@ document.addEventListener("DOMContentLoaded", function () {
       el.textContent = PT.format(s[el.dataset.live], el.dataset.unit);
     });
     const ts = document.getElementById("sample-ts");
-    if (ts) { ts.dateTime = s.ts; ts.textContent = new Date(s.ts).toLocaleString(); }
+    if (ts) { ts.dateTime = s.ts; ts.textContent = PT.time(s.ts); }
     const up = document.getElementById("uptime");
     if (up) up.textContent = PT.duration(s.uptime);
     const bars = document.querySelectorAll("#cores .core i");
@@ -118,8 +87,8 @@ document.addEventListener("DOMContentLoaded", function () {
     (data.gpus || []).forEach(function (g) {
       ["utilization", "memory_used", "temperature", "power_w"].forEach(function (f) { values["gpu:" + g.index + ":" + f] = g[f]; });
     });
-    (s.per_cpu || []).forEach(function (p, i) { values["core" + i] = p; });
-    charts.concat([cores]).forEach(function (chart) {
+    (s.per_cpu || []).forEach(function (p, i) { values["cpu:" + i] = p; });
+    charts.forEach(function (chart) {
       PT.charts.append(chart, ms, function (metric) { return values[metric] === undefined ? null : values[metric]; }, LIVE_WINDOW);
     });
     refreshTable();
@@ -127,7 +96,9 @@ document.addEventListener("DOMContentLoaded", function () {
 
   // --- the process table ----------------------------------------------------------
   const tableBox = document.getElementById("processes");
+  const TABLE_KEYS = ["at", "sort", "q", "user", "pid", "view", "page"];
   let tableParams = new URLSearchParams(location.search);
+  PT.range.OWN.forEach(function (k) { tableParams.delete(k); });
   let tableBusy = false, tableLoaded = Date.now();
   const TABLE_EVERY = Math.max(5000, page.interval * 1000);  // the table need not redraw every tick
 
@@ -144,7 +115,9 @@ document.addEventListener("DOMContentLoaded", function () {
       if (response.ok || response.status === 400) {  // a 400 is the table saying what is wrong
         tableBox.innerHTML = await response.text();
         PT.localTimes(tableBox);
-        history.replaceState(null, "", "?" + tableParams.toString());
+        const changes = {};
+        TABLE_KEYS.forEach(function (k) { changes[k] = tableParams.get(k); });
+        PT.setQuery(changes);  // the range's parameters stay
       }
     } finally {
       tableBusy = false;
@@ -176,7 +149,16 @@ document.addEventListener("DOMContentLoaded", function () {
     if (message.kind === "sample") onSample(message.data);
   }, function (state, reconnected) {
     PT.showState(state);
-    if (state === "live" && reconnected && mode === "live") startLive();  // fill the gap from the API
+    if (state === "live" && reconnected && mode === "live") range.select("live");  // fill the gap from the API
   });
-  startLive();
+  range.start();
+
+  // --- the summary: its rows grow with each sample; a minute's worth is enough ------
+  const summaryBox = document.getElementById("summary");
+  if (summaryBox) {
+    setInterval(async function () {
+      const response = await fetch(page.summary);
+      if (response.ok) summaryBox.innerHTML = await response.text();
+    }, 60e3);
+  }
 });

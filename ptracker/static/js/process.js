@@ -2,26 +2,24 @@
 // Process page: its history over its life or a range, and live details on demand.
 document.addEventListener("DOMContentLoaded", function () {
   const page = JSON.parse(document.getElementById("page-data").textContent);
-  const RANGES = { "1h": 3600e3, "6h": 6 * 3600e3, "24h": 24 * 3600e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
   const p = "process:" + page.process + ":";
+  // Metric names only: each series brings its label and unit from the API.
   const defs = [
-    { id: "cpu", title: "CPU (of one core)", metrics: [{ metric: p + "cpu_percent", label: "CPU", unit: "%" }] },
-    { id: "rss", title: "Resident memory", metrics: [{ metric: p + "rss", label: "RSS", unit: "bytes" }] },
-    { id: "io", title: "Disk I/O", metrics: [
-      { metric: p + "read_bps", label: "read", unit: "bytes/s" }, { metric: p + "write_bps", label: "write", unit: "bytes/s" }] },
-    { id: "threads", title: "Threads", metrics: [{ metric: p + "threads", label: "threads", unit: "" }] },
-    { id: "gpu", title: "GPU memory", metrics: [{ metric: p + "gpu_memory", label: "GPU memory", unit: "bytes" }] },
+    { id: "cpu", title: "CPU (of one core)", metrics: [{ metric: p + "cpu_percent" }] },
+    { id: "rss", title: "Resident memory", metrics: [{ metric: p + "rss" }] },
+    { id: "io", title: "Disk I/O", metrics: [{ metric: p + "read_bps" }, { metric: p + "write_bps" }] },
+    { id: "threads", title: "Threads", metrics: [{ metric: p + "threads" }] },
   ];
+  if (page.gpu) defs.push({ id: "gpu", title: "GPU memory", metrics: [{ metric: p + "gpu_memory" }] });
   const metrics = [].concat.apply([], defs.map(function (d) { return d.metrics.map(function (m) { return m.metric; }); }));
   const info = document.getElementById("range-info");
   const container = document.getElementById("charts");
   const charts = defs.map(function (def) {
-    return PT.charts.create(container, def, { onZoom: function (from, to) { show(from, to, "zoomed"); } });
+    return PT.charts.create(container, def, { onZoom: function (from, to) { range.zoom(from, to); } });
   });
   document.addEventListener("pt:theme", function () { PT.charts.recolor(charts); });
 
-  async function show(from, to, key) {
-    document.querySelectorAll(".range-picker [data-range]").forEach(function (b) { b.classList.toggle("active", b.dataset.range === key); });
+  async function load(from, to) {
     info.textContent = "loading…";
     try {
       const data = await PT.charts.fetchSeries(page.timeseries, metrics, from, to);
@@ -32,18 +30,17 @@ document.addEventListener("DOMContentLoaded", function () {
     }
   }
 
-  function life() {
-    const pad = page.interval * 1000;
-    show(page.first_seen - pad, Math.max(page.last_seen + pad, page.first_seen + 60e3), "life");
-  }
-  document.querySelectorAll(".range-picker [data-range]").forEach(function (button) {
-    button.addEventListener("click", function () {
-      if (button.dataset.range === "life") return life();
-      const now = Date.now();
-      show(now - RANGES[button.dataset.range], now, button.dataset.range);
-    });
+  const range = PT.range.create(document.querySelector(".range-picker"), "life", ["life"], function (state) {
+    let from = state.from, to = state.to;
+    if (state.key === "life") {
+      const pad = page.interval * 1000;
+      from = page.first_seen - pad;
+      to = Math.max(page.last_seen + pad, page.first_seen + 60e3);
+    }
+    load(from, to);
+    return [from, to];
   });
-  life();
+  range.start();
 
   // While the process may run, its facts are reloaded every sample interval (a server
   // partial), and the whole-life charts follow its last sample.
@@ -60,8 +57,7 @@ document.addEventListener("DOMContentLoaded", function () {
     const lastSeen = Number(dl.dataset.lastSeen) * 1000;
     if (lastSeen > page.last_seen) {
       page.last_seen = lastSeen;
-      const active = document.querySelector(".range-picker [data-range].active");
-      if (active && active.dataset.range === "life") life();
+      if (range.current().key === "life") range.select("life");
     }
     if (!dl.hasAttribute("data-running")) clearInterval(timer);
   }
