@@ -20,11 +20,20 @@ What it measures
      that sample (matched by its ts) arrives. Median and p95 commit-to-receive
      latency over all sockets and samples, and how many messages never came.
 
+With --overview only the fleet overview is measured, for a hub of many agents: N
+hosts (default 500) with labels and their newest sample only (no history), 8 GPUs on
+every 4th host, every 25th host offline, 5 that never reported, a firing alert on
+every 10th; then the page `/` and its live partial `/fleet`, as cards and as a table,
+plain and with a search, a grouping and a sort (times as in 3; each answer must show
+the hosts it should).
+
 How to run (from the project root)
   .venv/bin/python bench/bench_dashboard.py --quick     # 5 hosts, 2 days, 6 h raw: a smoke test
   .venv/bin/python bench/bench_dashboard.py             # 50 hosts, 30 days (SQLite; many minutes)
   .venv/bin/python bench/bench_dashboard.py --hosts 20 --days 7
   .venv/bin/python bench/bench_dashboard.py --postgres postgres://postgres@127.0.0.1:5432/
+  .venv/bin/python bench/bench_dashboard.py --overview              # 500 hosts, overview only
+  .venv/bin/python bench/bench_dashboard.py --overview --hosts 2000
 
 SQLite lives in a temporary PTRACKER_DATA_DIR. With --postgres URL (or DATABASE_URL set
 to a postgres:// URL) the URL names a server: a database ptracker_bench_<random> is
@@ -74,6 +83,7 @@ SOCKETS = 50
 LIVE_SAMPLES = 20
 LIVE_WAIT = 10.0  # seconds to wait for stragglers after the last write
 PAGE_TARGET_MS = 300
+OVERVIEW_HOSTS = 500
 LIVE_TARGET_MS = 1500
 CHART_METRICS = [
     "cpu_percent",
@@ -98,12 +108,19 @@ PROCESS_NAMES = [
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=50, help="hosts to seed (default 50)")
+    parser.add_argument(
+        "--hosts", type=int, default=None, help="hosts to seed (default 50; 500 with --overview)"
+    )
     parser.add_argument("--days", type=int, default=30, help="days of rollups (default 30)")
     parser.add_argument(
         "--raw-hours", type=int, default=48, help="hours of raw samples of 5 hosts (default 48)"
     )
     parser.add_argument("--quick", action="store_true", help="5 hosts, 2 days, 6 h of raw samples")
+    parser.add_argument(
+        "--overview",
+        action="store_true",
+        help="only the fleet overview, on hosts with their newest sample (see above)",
+    )
     parser.add_argument(
         "--postgres",
         metavar="URL",
@@ -112,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: DATABASE_URL when it is postgres://, else SQLite)",
     )
     args = parser.parse_args(argv)
+    if args.hosts is None:
+        args.hosts = OVERVIEW_HOSTS if args.overview else 50
     if args.quick:
         args.hosts, args.days, args.raw_hours = 5, 2, 6
     if args.hosts < 1 or args.days < 1 or args.raw_hours < 1:
@@ -563,6 +582,76 @@ def seed(hosts: int, days: int, raw_hours: int) -> Seeded:
     return result
 
 
+def seed_fleet(hosts: int) -> Seeded:
+    """N hosts as a hub of agents sees them: labels and the newest sample only."""
+    from django.contrib.auth import get_user_model
+
+    from alerts.models import AlertState, Rule
+    from monitoring.models import GpuSample, Host, HostSample
+
+    rng = random.Random(20261126)
+    now = time.time()
+    newest = datetime.fromtimestamp(now, UTC)
+    silent = datetime.fromtimestamp(now - 600, UTC)  # offline: 10 minutes without a sample
+    started = time.perf_counter()
+    rows = []
+    for i in range(hosts):
+        labels = {"rack": f"r{i % 20:02d}", "team": rng.choice(["ml", "web", "data", "infra"])}
+        if i % 7:  # some hosts have no env: they group last
+            labels["env"] = ("prod", "staging", "dev")[i % 3]
+        rows.append(
+            Host(
+                name=f"node-{i:04d}",
+                hostname=f"node-{i:04d}.dc1.example.org",
+                machine_id=f"agent:bench-{i:04d}",
+                labels=labels,
+                inventory={"os": "Linux", "kernel": "6.8.0", "cpu_count": 0},
+            )
+        )
+    host_ids = [h.pk for h in Host.objects.bulk_create(rows)]
+    reporting = host_ids[5:]  # the first 5 never reported
+    profiles = {pk: make_profile(rng) for pk in host_ids}
+    samples, gpus, seen = [], [], {}
+    for n, pk in enumerate(reporting):
+        ts = silent if n % 25 == 0 else newest
+        seen[pk] = ts
+        samples.append(HostSample(host_id=pk, ts=ts, **sample_fields(profiles[pk], now, rng)))
+        if n % 4 == 0:
+            gpus.extend(
+                GpuSample(
+                    host_id=pk,
+                    ts=ts,
+                    index=g,
+                    uuid=f"GPU-{pk}-{g}",
+                    name="NVIDIA H100 80GB HBM3",
+                    utilization=rng.uniform(0, 100),
+                    memory_used=rng.randint(0, 80) * GIB,
+                    memory_total=80 * GIB,
+                    temperature=rng.uniform(30, 80),
+                    power_w=rng.uniform(60, 700),
+                )
+                for g in range(8)
+            )
+    _bulk(HostSample, samples)
+    _bulk(GpuSample, gpus)
+    for ts in (newest, silent):
+        Host.objects.filter(pk__in=[pk for pk, t in seen.items() if t == ts]).update(last_seen=ts)
+    rule = Rule.objects.create(name="bench: CPU above 90 %", metric="cpu_percent", threshold=90)
+    states = [
+        AlertState(rule=rule, host_id=pk, subject="host", state=AlertState.FIRING)
+        for pk in host_ids[::10]
+    ]
+    AlertState.objects.bulk_create(states)
+    result = Seeded(raw_hosts=[], procs={}, profiles=profiles)
+    get_user_model().objects.create_user(result.username, password=result.password)
+    elapsed = time.perf_counter() - started
+    result.timings.append(("hosts", len(host_ids), elapsed))
+    result.timings.append(("newest samples", len(samples), None))
+    result.timings.append(("GPU readings", len(gpus), None))
+    result.timings.append(("firing alerts", len(states), None))
+    return result
+
+
 def analyze(db: Database) -> None:
     """PostgreSQL only: autovacuum would have gathered statistics on a month-old database."""
     from django.db import connection
@@ -690,8 +779,11 @@ class Timing:
     target: float | None = None
 
 
-def time_get(client: HttpClient, name: str, path: str, target: float | None = None) -> Timing:
-    """WARMUPS untimed GETs, then REPEATS timed ones (wall time to the last body byte)."""
+def time_get(
+    client: HttpClient, name: str, path: str, target: float | None = None, hosts: int | None = None
+) -> Timing:
+    """WARMUPS untimed GETs, then REPEATS timed ones (wall time to the last body byte);
+    with `hosts`, the body must show that many hosts (cards or rows)."""
     times, size, note = [], 0, ""
     for i in range(WARMUPS + REPEATS):
         started = time.perf_counter()
@@ -702,6 +794,11 @@ def time_get(client: HttpClient, name: str, path: str, target: float | None = No
         if i >= WARMUPS:
             times.append(elapsed)
         size = len(body)
+    shown = body.count(b" data-host=")
+    if hosts is not None and shown != hosts:
+        raise RuntimeError(f"GET {path} showed {shown} hosts, not {hosts}")
+    if hosts is not None:
+        note = f"{shown} hosts"
     if "/timeseries" in path:
         data = json.loads(body)
         points = sum(len(s["points"]) for s in data["series"])
@@ -715,10 +812,28 @@ def chart_path(host_id: int, hours: float, now: float) -> str:
     return f"/api/v1/hosts/{host_id}/timeseries?{urllib.parse.urlencode(query)}"
 
 
+def overview_times(client: HttpClient, hosts: int) -> list[Timing]:
+    """The page and its partial, as cards and as a table, plain and searched, grouped
+    and sorted. `prod` is the env of 1 in 3 hosts with an env (6 in 7 have one)."""
+    prod = sum(1 for i in range(hosts) if i % 7 and i % 3 == 0)
+    cases = [
+        ("overview / (cards)", "/", hosts),
+        ("overview /?view=table", "/?view=table", hosts),
+        ("partial /fleet (cards)", "/fleet", hosts),
+        ("partial /fleet?view=table", "/fleet?view=table", hosts),
+        ("/?q=prod&group=env&sort=cpu", "/?q=prod&group=env&sort=cpu", prod),
+        ("/fleet?group=rack&sort=disk&view=table", "/fleet?group=rack&sort=disk&view=table", hosts),
+        ("/fleet?q=node-04 (search, cards)", "/fleet?q=node-04", None),
+    ]
+    return [time_get(client, name, path, PAGE_TARGET_MS, n) for name, path, n in cases]
+
+
 def server_times(client: HttpClient, host_id: int) -> list[Timing]:
     now = time.time()
     return [
         time_get(client, "overview /", "/", PAGE_TARGET_MS),
+        time_get(client, "overview /?view=table", "/?view=table", PAGE_TARGET_MS),
+        time_get(client, "overview partial /fleet", "/fleet", PAGE_TARGET_MS),
         time_get(client, f"host page /hosts/{host_id}/", f"/hosts/{host_id}/", PAGE_TARGET_MS),
         time_get(client, "chart 30 days, 9 metrics", chart_path(host_id, 30 * 24, now)),
         time_get(client, "chart 24 hours, 9 metrics", chart_path(host_id, 24, now)),
@@ -976,12 +1091,15 @@ def verdict(value: float, target: float | None) -> str:
 
 def print_seeding(args, db: Database, seeded: Seeded, migrate_s: float, size: str) -> None:
     print(f"\n== Seeding: {db.label}")
-    print(
-        f"   {args.hosts} hosts x {args.days} days of 1-minute and 1-hour rollups; "
-        f"{len(seeded.raw_hosts)} hosts with {args.raw_hours} h of raw {INTERVAL} s samples "
-        f"and {PROCESSES} processes per tick for the last {PROCESS_HOURS} h"
-        + (" (--quick)" if args.quick else "")
-    )
+    if args.overview:
+        print(f"   {args.hosts} hosts with their newest sample (--overview)")
+    else:
+        print(
+            f"   {args.hosts} hosts x {args.days} days of 1-minute and 1-hour rollups; "
+            f"{len(seeded.raw_hosts)} hosts with {args.raw_hours} h of raw {INTERVAL} s "
+            f"samples and {PROCESSES} processes per tick for the last {PROCESS_HOURS} h"
+            + (" (--quick)" if args.quick else "")
+        )
     rows = [["migrate", "", f"{migrate_s:.1f}", ""]]
     steps = seeded.timings
     for i, (name, count, seconds) in enumerate(steps):
@@ -1004,7 +1122,8 @@ def print_seeding(args, db: Database, seeded: Seeded, migrate_s: float, size: st
 def print_server(timings: list[Timing]) -> None:
     print(
         f"\n== Server time, ms: client-measured wall time on loopback (HTTP + Daphne + view), "
-        f"{WARMUPS} warm-ups then {len(timings[0].ms)} requests each, one at a time"
+        f"{WARMUPS} warm-ups then {len(timings[0].ms)} requests each, one at a time; "
+        f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     rows = [
         [
@@ -1073,7 +1192,10 @@ def run(args: argparse.Namespace, workdir: Path, db: Database) -> None:
     print_environment(db)
     print("seeding…", flush=True)
     migrate_s = migrate()
-    seeded = seed(args.hosts, args.days, args.raw_hours)
+    if args.overview:
+        seeded = seed_fleet(args.hosts)
+    else:
+        seeded = seed(args.hosts, args.days, args.raw_hours)
     analyze(db)
     size = database_size(db)
     print_seeding(args, db, seeded, migrate_s, size)
@@ -1086,6 +1208,9 @@ def run(args: argparse.Namespace, workdir: Path, db: Database) -> None:
     client = HttpClient(port)
     try:
         log_in(client, seeded.username, seeded.password)
+        if args.overview:
+            print_server(overview_times(client, args.hosts))
+            return
         timings = server_times(client, seeded.raw_hosts[0])
         print_server(timings)
         cookie = f"sessionid={client.cookies['sessionid']}"

@@ -4,6 +4,7 @@ from monitoring import views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("fleet", views.fleet_partial, name="fleet"),
     path("hosts/add/", views.add_server, name="add-server"),
     path("hosts/<id:host_id>/", views.host_detail, name="host-detail"),
     path("hosts/<id:host_id>/summary", views.host_summary, name="host-summary"),

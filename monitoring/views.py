@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import F
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,7 +14,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from monitoring import redaction, timeseries
+from monitoring import fleet, redaction, timeseries
+from monitoring.fleet import FleetQuery
 from monitoring.models import (
     ApiToken,
     Event,
@@ -48,36 +48,29 @@ def get_process_for_user(user, process_id: int) -> Process:
     return get_object_or_404(Process.objects.select_related("host", "watched"), pk=process_id)
 
 
-def latest_samples(hosts) -> dict[int, HostSample]:
-    """The newest sample of each host in one query: ingest sets last_seen to its ts."""
-    samples = HostSample.objects.filter(host__in=hosts, ts=F("host__last_seen"))
-    return {s.host_id: s for s in samples}
+def fleet_context(request) -> tuple[dict, int]:
+    """The overview's context and status: a bad parameter shows its message, no hosts."""
+    try:
+        query = FleetQuery.parse(request.GET)
+    except BadParameter as exc:
+        return {"fleet": None, "query": FleetQuery(), "error": str(exc)}, 400
+    return {"fleet": fleet.load(query, timezone.now()), "query": query, "error": None}, 200
 
 
 @require_GET
 @login_required
 def overview(request):
-    hosts = list(Host.objects.filter(enabled=True))
-    latest = latest_samples(hosts)
-    gpus: dict[int, list] = {}
-    latest_gpus = GpuSample.objects.filter(host__in=hosts, ts=F("host__last_seen"))
-    for gpu in latest_gpus.order_by("index"):
-        gpus.setdefault(gpu.host_id, []).append(gpu)
-    now = timezone.now()
-    cards = []
-    for host in hosts:
-        sample = latest.get(host.pk)
-        fullest = max(sample.disks, key=lambda d: d["percent"], default=None) if sample else None
-        cards.append(
-            {
-                "host": host,
-                "sample": sample,
-                "online": host.is_online(now),
-                "disk": fullest,
-                "gpus": gpus.get(host.pk, []),
-            }
-        )
-    return render(request, "monitoring/overview.html", {"cards": cards})
+    context, status = fleet_context(request)
+    context.update(sorts=fleet.SORTS, views=fleet.VIEWS, defaults=FleetQuery())
+    return render(request, "monitoring/overview.html", context, status=status)
+
+
+@require_GET
+@login_required
+def fleet_partial(request):
+    """The overview's hosts alone, for the page to swap in as hosts report."""
+    context, status = fleet_context(request)
+    return render(request, "monitoring/fleet.html", context, status=status)
 
 
 def first_data(host: Host) -> datetime | None:

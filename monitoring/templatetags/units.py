@@ -1,6 +1,6 @@
 """Readable units: binary sizes (KiB, MiB, GiB), rates, percentages, durations."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django import template
 
@@ -34,7 +34,7 @@ def rate(value) -> str:
 
 @register.filter
 def pct(value, digits: int = 1) -> str:
-    return "–" if value is None else f"{float(value):.{int(digits)}f} %"
+    return "–" if value is None or value == "" else f"{float(value):.{int(digits)}f} %"
 
 
 def human_duration(seconds) -> str:
@@ -91,4 +91,19 @@ def quantity_filter(value, unit: str = "") -> str:
 
 @register.filter
 def num(value, digits: int = 2) -> str:
-    return "–" if value is None else f"{float(value):.{int(digits)}f}"
+    return "–" if value is None or value == "" else f"{float(value):.{int(digits)}f}"
+
+
+@register.filter
+def bar(value) -> str:
+    """The width of a bar for a percentage, 0 to 100 (none: 0)."""
+    if value is None or value == "":
+        return "0"
+    return f"{min(100.0, max(0.0, float(value))):.0f}"
+
+
+@register.filter(expects_localtime=False)
+def utc(value) -> str:
+    """A time as `2026-11-26 10:50:56 UTC`: what a page shows until its script localizes
+    it (and ten times quicker than the `date` filter, for pages of hundreds of times)."""
+    return "–" if not value else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
