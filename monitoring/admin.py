@@ -1,5 +1,7 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.db import models
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -17,8 +19,41 @@ from monitoring.models import (
 from monitoring.redaction import may_see_full_cmdline
 
 
+class HostForm(forms.ModelForm):
+    """The Host change form (HostAdmin gives it its model and fields)."""
+
+    # Write-only: the stored token is never put back into the page.
+    pull_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="The agent's token (pta_…), which the hub shows the agent to pull from "
+        "it. Stored encrypted and never shown again; leave empty to keep the one stored.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("pull_url") and not (data.get("pull_token") or self.instance.pull_token_sealed):
+            self.add_error("pull_token", "Pulling needs the token the agent was started with.")
+        return data
+
+    def save(self, commit=True):
+        host = super().save(commit=False)
+        if not host.pull_url:
+            host.set_pull_token("")  # nothing to pull: keep no credential
+            host.pull_error = ""
+        elif self.cleaned_data.get("pull_token"):
+            host.set_pull_token(self.cleaned_data["pull_token"])
+            host.pull_error = ""  # the next pull says whether it works now
+        if commit:
+            host.save()
+            self.save_m2m()
+        return host
+
+
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
+    form = HostForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a bare name
     list_display = ["name", "hostname", "enabled", "is_local", "sample_interval", "last_seen"]
     list_filter = ["enabled", "is_local"]
     search_fields = ["name", "hostname"]
@@ -29,6 +64,7 @@ class HostAdmin(admin.ModelAdmin):
         "agent_version",
         "agent_token_prefix",
         "clock_offset",
+        "pull_error",
         "inventory",
         "created",
     ]
