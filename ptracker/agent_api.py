@@ -165,7 +165,7 @@ class AgentAPI:
     def ack(self, body: dict) -> tuple[int, dict]:
         self.pulls_only()
         through, dropped = body.get("through"), body.get("dropped", 0)
-        if through is not None and not (isinstance(through, str) and 0 < len(through) <= 64):
+        if through is not None and not (isinstance(through, str) and 0 < len(through) <= ID_LENGTH):
             raise ApiError(400, "the id of the newest batch the hub stored", "through")
         if type(dropped) is not int or dropped < 0:
             raise ApiError(400, "the count of dropped batches the hub was told of", "dropped")
