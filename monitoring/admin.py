@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -22,8 +24,41 @@ from monitoring.redaction import PROCESS_INTERNALS, may_see_full_cmdline
 from monitoring.views import live_details
 
 
+class HostForm(forms.ModelForm):
+    """The Host change form (HostAdmin gives it its model and fields)."""
+
+    # Write-only: the stored token is never put back into the page.
+    pull_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="The agent's token (pta_…), which the hub shows the agent to pull from "
+        "it. Stored encrypted and never shown again; leave empty to keep the one stored.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("pull_url") and not (data.get("pull_token") or self.instance.pull_token_sealed):
+            self.add_error("pull_token", "Pulling needs the token the agent was started with.")
+        return data
+
+    def save(self, commit=True):
+        host = super().save(commit=False)
+        if not host.pull_url:
+            host.set_pull_token("")  # nothing to pull: keep no credential
+            host.pull_error = ""
+        elif self.cleaned_data.get("pull_token"):
+            host.set_pull_token(self.cleaned_data["pull_token"])
+            host.pull_error = ""  # the next pull says whether it works now
+        if commit:
+            host.save()
+            self.save_m2m()
+        return host
+
+
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
+    form = HostForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a bare name
     list_display = ["name", "hostname", "enabled", "is_local", "sample_interval", "last_seen"]
     list_filter = ["enabled", "is_local"]
     search_fields = ["name", "hostname"]
@@ -34,6 +69,7 @@ class HostAdmin(admin.ModelAdmin):
         "agent_version",
         "agent_token_prefix",
         "clock_offset",
+        "pull_error",
         "inventory",
         "created",
     ]

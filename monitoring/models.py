@@ -1,14 +1,18 @@
+import base64
 import hashlib
 import secrets
 import socket
 import uuid
 from datetime import timedelta
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from monitoring.collectors.system import local_machine_id
 from monitoring.patterns import PatternError, compile_pattern, exactly
@@ -40,6 +44,21 @@ class Host(models.Model):
     )
     # Hub clock minus agent clock at its last push, seconds: samples carry agent time.
     clock_offset = models.FloatField(null=True, blank=True, editable=False)
+    # Pull mode, for an agent the hub can reach that cannot reach the hub (monitoring.pull).
+    pull_url = models.URLField(
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Only for an agent that cannot reach this hub: the address of its "
+        "`ptracker agent --listen` (e.g. https://gpu-7.internal:9100), which the hub "
+        "then pulls samples from. http:// sends the token in clear text.",
+    )
+    # The agent's token, which the hub shows the agent when it pulls: a credential the
+    # hub must hold in full (unlike agent_token_hash), so it is kept encrypted with a
+    # key derived from SECRET_KEY (see seal); a database dump alone does not reveal it.
+    pull_token_sealed = models.TextField(blank=True, editable=False)
+    pull_error = models.CharField(
+        max_length=300, blank=True, editable=False, help_text="why the last pull failed"
+    )
 
     AGENT_TOKEN_PREFIX = "pta_"
     CLOCK_WARNING = 10.0  # seconds of offset worth a warning on the host page
@@ -64,6 +83,13 @@ class Host(models.Model):
         self.agent_token_hash = hash_token(secret)
         self.agent_token_prefix = secret[:12]
         return secret
+
+    def set_pull_token(self, secret: str) -> None:
+        self.pull_token_sealed = seal(secret) if secret else ""
+
+    def pull_token(self) -> str:
+        """The token to pull with; ValueError when it cannot be unsealed."""
+        return unseal(self.pull_token_sealed)
 
     @property
     def clock_warning(self) -> bool:
@@ -501,6 +527,33 @@ class Lease(models.Model):
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+SEAL_SALT = "monitoring.models.seal"
+
+
+def _fernet() -> MultiFernet:
+    """Fernet keys derived from SECRET_KEY, then SECRET_KEY_FALLBACKS: a rotated key
+    still opens what the old one sealed."""
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    digests = [salted_hmac(SEAL_SALT, "", k, algorithm="sha256").digest() for k in keys]
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(d)) for d in digests])
+
+
+def seal(secret: str) -> str:
+    """`secret` encrypted and authenticated, for a credential the hub must send."""
+    return _fernet().encrypt(secret.encode()).decode()
+
+
+def unseal(sealed: str) -> str:
+    if not sealed:
+        raise ValueError("no token is set")
+    try:
+        return _fernet().decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        raise ValueError(
+            "the stored token cannot be decrypted (SECRET_KEY changed?): set it again"
+        ) from None
 
 
 class ApiToken(models.Model):

@@ -5,6 +5,7 @@ from django_q.models import Schedule
 SCHEDULES = {
     # name: (function, minutes between runs)
     "ptracker: keep the sampler running": ("monitoring.tasks.ensure_sampler", 1),
+    "ptracker: keep the puller running": ("monitoring.tasks.ensure_puller", 1),
     "ptracker: roll up history": ("monitoring.tasks.roll_up", 1),
     "ptracker: notice hosts that stop reporting": ("monitoring.tasks.check_hosts", 1),
     "ptracker: prune old history": ("monitoring.tasks.prune", 15),

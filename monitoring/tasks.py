@@ -14,6 +14,10 @@ deliver it twice.
 A dead loop (killed worker, lost task) leaves its lease to expire; the minute
 schedule `ensure_sampler` then starts a new one.
 
+The puller (monitoring.pull) is a loop of the same kind, one per hub (a lease
+named "puller"), while some host has a pull URL: every interval it fetches the
+batches waiting on those hosts' agents.
+
 Stopping: django-q2 workers ignore SIGINT and the cluster waits for running tasks
 before it exits, so the loop listens for SIGINT/SIGTERM itself while it runs, ends
 its tick, releases the lease and returns. In a Runner thread, the Runner's stop
@@ -30,15 +34,17 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from monitoring import background, ingest, retention, rollups
+from monitoring import background, ingest, pull, retention, rollups
 from monitoring.collectors.system import local_machine_id
 from monitoring.models import Event, Host, Lease, WatchedProcess
 from monitoring.patterns import PatternError, compile_pattern
-from monitoring.sampling import Batch, Sampler, TickLoop, Watch
+from monitoring.sampling import Batch, Sampler, StopSignals, TickLoop, Watch
 
 log = logging.getLogger(__name__)
 
 SAMPLER_TASK = "monitoring.tasks.run_sampler"
+PULLER_TASK = "monitoring.tasks.run_puller"
+PULLER_LEASE = "puller"  # one for all hub processes: they share the hosts
 
 # Command lines, exe and user of the processes seen, kept from one shift's Sampler to
 # the next in this worker, so a new shift does not read them all again.
@@ -108,23 +114,83 @@ def run_sampler(
 
     loop = TickLoop(sampler, store, interval, stop)
     ended_by = loop.run(until=time.monotonic() + shift, after_tick=after_tick)
-    ticks = loop.ticks
-    if ended_by == "shift over" and hand_over and not stop.is_set():
+    end_shift(name, owner, ttl, ended_by, hand_over and not stop.is_set(), SAMPLER_TASK)
+    return f"{loop.ticks} samples, {ended_by}"
+
+
+def end_shift(name: str, owner: str, ttl: float, ended_by: str, hand_over: bool, task: str):
+    """Hand the lease of a loop whose shift is over to a fresh task, or let it go."""
+    if ended_by == "shift over" and hand_over:
         successor = Lease.new_owner()
         if Lease.hand_over(name, owner, successor, ttl):
-            background.enqueue(SAMPLER_TASK, task_name=f"sampler-{successor[:8]}", token=successor)
+            background.enqueue(task, task_name=f"{label(task)}-{successor[:8]}", token=successor)
     elif ended_by != "lease lost":
         Lease.release(name, owner)
-    return f"{ticks} samples, {ended_by}"
+
+
+def run_puller(
+    token: str | None = None,
+    shift: float | None = None,
+    stop: threading.Event | None = None,
+    hand_over: bool = True,
+) -> str:
+    """Pull the hosts that have a pull URL every PTRACKER_SAMPLE_INTERVAL seconds (at
+    once while a backlog comes in full pages) for one shift, or until none is left."""
+    interval = settings.PTRACKER_SAMPLE_INTERVAL
+    shift = settings.PTRACKER_SAMPLER_SHIFT if shift is None else shift
+    stop = stop or threading.Event()
+    owner = token or Lease.new_owner()
+    ttl = lease_ttl(interval) + 2 * pull.TIMEOUT  # a round may wait for two answers
+    if not Lease.acquire(PULLER_LEASE, owner, ttl):
+        return "another puller holds the lease"
+    until, rounds, ended_by = time.monotonic() + shift, 0, None
+    with StopSignals(stop):
+        while ended_by is None:
+            started = time.monotonic()
+            try:
+                more = pull.pull_round()
+            except Exception:
+                log.exception("a pull round failed")
+                close_old_connections()  # a broken connection is replaced on next use
+                more = False
+            rounds += 1
+            wait = 0.0 if more else max(0.0, interval - (time.monotonic() - started))
+            if more is None:
+                ended_by = "no host to pull"
+            elif not Lease.renew(PULLER_LEASE, owner, ttl, rounds=rounds, pid=os.getpid()):
+                log.warning("puller lease taken by another puller; this one stops")
+                ended_by = "lease lost"
+            elif time.monotonic() + wait > until:
+                ended_by = "shift over"
+            elif stop.wait(wait):
+                ended_by = "stop requested"
+    end_shift(PULLER_LEASE, owner, ttl, ended_by, hand_over and not stop.is_set(), PULLER_TASK)
+    return f"{rounds} rounds, {ended_by}"
+
+
+def label(task: str) -> str:
+    """A loop's name in the queue and in messages: "sampler" for …run_sampler."""
+    return task.rpartition(".run_")[2]
+
+
+def ensure_running(lease_name: str, task: str) -> str:
+    lease = Lease.objects.filter(name=lease_name).first()
+    if lease and lease.expires_at > timezone.now():
+        return f"{label(task)} alive"
+    background.enqueue(task, task_name=label(task))
+    return f"{label(task)} started"
 
 
 def ensure_sampler() -> str:
     """Minute schedule: start a sampler if none holds a live lease."""
-    lease = Lease.objects.filter(name=sampler_lease_name()).first()
-    if lease and lease.expires_at > timezone.now():
-        return "sampler alive"
-    background.enqueue(SAMPLER_TASK, task_name="sampler")
-    return "sampler started"
+    return ensure_running(sampler_lease_name(), SAMPLER_TASK)
+
+
+def ensure_puller() -> str:
+    """Minute schedule: start a puller if a host has a pull URL and none holds a live lease."""
+    if not Host.objects.filter(enabled=True).exclude(pull_url="").exists():
+        return "no host to pull"
+    return ensure_running(PULLER_LEASE, PULLER_TASK)
 
 
 def check_hosts(now=None) -> str:

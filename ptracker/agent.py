@@ -1,4 +1,5 @@
-"""`ptracker agent`: sample this machine and push the batches to a hub.
+"""`ptracker agent`: sample this machine and push the batches to a hub, or serve
+them to a hub that pulls (--listen; ptracker.agent_api).
 
 A thin driver of the sampling core (monitoring.sampling, no Django). The TickLoop
 runs in the main thread; its sink gives each batch an id and appends it to the disk
@@ -15,6 +16,10 @@ The token comes from PTRACKER_AGENT_TOKEN or --token-file, never from the comman
 line, which every user of the machine can read. It is never sent in clear text to
 another machine (plain http:// only to a loopback address, or with --insecure), and
 never follows a redirect.
+
+With --listen the agent also serves its newest sample, and without --hub it serves
+its spool to a hub that pulls: the hub's acknowledgements move the spool's cursor
+as a push's 200 does (see ptracker.agent_api).
 """
 
 import argparse
@@ -162,14 +167,15 @@ def _describe(exc: Exception) -> str:
 class Sender:
     """Pushes the spool's head to the hub until it is empty, then waits for `wake`."""
 
-    def __init__(self, spool: Spool, hub: Hub, name: str, backoff=BACKOFF) -> None:
+    def __init__(self, spool: Spool, hub: Hub, name: str, on_config, backoff=BACKOFF) -> None:
+        """`on_config(config)` gets the hub's config from each answer."""
         self.spool, self.hub, self.name = spool, hub, name
+        self.on_config = on_config
         self.backoff = backoff
         self.wake = threading.Event()
         self.chunk_size = MAX_CHUNK
         self.failures = 0
         self.trouble: str | None = None  # the kind of failure going on, logged once
-        self.config: dict | None = None  # the hub's newest config, for the tick thread
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -222,7 +228,7 @@ class Sender:
         self.trouble, self.failures = None, 0
         self.chunk_size = min(MAX_CHUNK, self.chunk_size * 2)
         if isinstance(answer.get("config"), dict):
-            self.config = answer["config"]
+            self.on_config(answer["config"])
 
     def failed(self, kind: str, message: str) -> float:
         if kind != self.trouble:
@@ -262,21 +268,41 @@ class Sender:
 
 @dataclass
 class Settings:
-    hub: str
+    hub: str | None  # None: only serve pulls (listen)
     token: Token
     interval: float | None  # None: the hub's
     spool_dir: Path
     spool_max_bytes: int
     ca_file: str | None
     name: str
+    listen: tuple[str, int] | None = None  # where to serve ptracker.agent_api
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class Agent:
     def __init__(self, settings: Settings, sampler: Sampler | None = None, backoff=BACKOFF) -> None:
         self.settings = settings
         self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
-        hub = Hub(settings.hub, settings.token, settings.ca_file)
-        self.sender = Sender(self.spool, hub, settings.name, backoff)
+        self.sender = None
+        if settings.hub:
+            hub = Hub(settings.hub, settings.token, settings.ca_file)
+            self.sender = Sender(self.spool, hub, settings.name, self.offer_config, backoff)
+        self.newest: dict | None = None  # the newest batch, for the API
+        self.newest_services: dict = {"ts": None, "services": None}
+        self._config: dict | None = None  # the hub's newest config, for the tick thread
+        self.api = None
+        if settings.listen:
+            from ptracker import agent_api  # it imports this module
+
+            try:
+                tls = settings.tls_cert and agent_api.tls_context(
+                    settings.tls_cert, settings.tls_key
+                )
+                self.api = agent_api.AgentAPI(self, settings.listen, tls or None)
+            except UsageError:
+                self.spool.close()  # its lock, for an agent started again in this process
+                raise
         self.sampler = sampler or Sampler()
         self.stop = threading.Event()
         interval = settings.interval or DEFAULT_INTERVAL
@@ -286,12 +312,22 @@ class Agent:
 
     def spool_batch(self, batch: Batch) -> None:
         batch.id = uuid.uuid4().hex
-        self.spool.append(batch.to_dict())
+        data = batch.to_dict()
+        self.spool.append(data)
         log.debug("spooled batch %s of %s", batch.id, batch.ts.isoformat())
-        self.sender.wake.set()
+        self.newest = data
+        if batch.services is not None:
+            self.newest_services = {"ts": data["ts"], "services": batch.services}
+        if self.sender:
+            self.sender.wake.set()
+
+    def offer_config(self, config: dict) -> None:
+        """The hub's config, from a push's answer or a pull's ack: applied after the
+        next tick, in the tick thread."""
+        self._config = config
 
     def after_tick(self, ticks: int) -> None:
-        config, self.sender.config = self.sender.config, None
+        config, self._config = self._config, None
         if config:
             self.apply(config)
 
@@ -330,16 +366,23 @@ class Agent:
             return None
 
     def run(self, until: float | None = None) -> str:
-        sender = threading.Thread(
-            target=self.sender.run, args=(self.stop,), name="ptracker-push", daemon=True
-        )
-        sender.start()
+        sender = None
+        if self.sender:
+            sender = threading.Thread(
+                target=self.sender.run, args=(self.stop,), name="ptracker-push", daemon=True
+            )
+            sender.start()
+        if self.api:
+            self.api.start()
         try:
             return self.loop.run(until=until, after_tick=self.after_tick)
         finally:
             self.stop.set()
-            self.sender.wake.set()
-            sender.join(timeout=2)  # a push in flight may go on: the spool has it anyway
+            if sender:
+                self.sender.wake.set()
+                sender.join(timeout=2)  # a push in flight may go on: the spool has it anyway
+            if self.api:
+                self.api.stop()
             self.spool.close()
 
 
@@ -362,7 +405,9 @@ def is_loopback(hostname: str) -> bool:
 
 def hub_url(url: str | None, insecure: bool) -> str:
     if not url:
-        raise UsageError("no hub: give --hub https://… (or set PTRACKER_HUB)")
+        raise UsageError(
+            "no hub: give --hub https://… (or set PTRACKER_HUB), or --listen for a hub that pulls"
+        )
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--hub must be an https:// URL, got {url!r}")
@@ -372,6 +417,24 @@ def hub_url(url: str | None, insecure: bool) -> str:
             "(--ca-file for a private CA), or --insecure on a network you trust"
         )
     return url.rstrip("/")
+
+
+def listen_address(value: str, tls: bool, insecure: bool) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit("//" + value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise UsageError(
+            f"--listen takes ADDRESS:PORT (0.0.0.0:9100, [::]:9100, 127.0.0.1:9100), got {value!r}"
+        )
+    if not tls and not insecure and not is_loopback(parts.hostname):
+        raise UsageError(
+            f"refusing to serve the agent's API in clear text on {value}: give --tls-cert "
+            "and --tls-key, or --insecure on a network you trust"
+        )
+    return parts.hostname, port
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -398,7 +461,16 @@ def make_parser() -> argparse.ArgumentParser:
         "--name", default=socket.gethostname(), help="host name (default: hostname)"
     )
     parser.add_argument(
-        "--insecure", action="store_true", help="allow plain http:// to another machine"
+        "--listen",
+        metavar="ADDRESS:PORT",
+        help="serve the agent's API there (for a hub that pulls: then leave out --hub)",
+    )
+    parser.add_argument("--tls-cert", help="the certificate (chain) to serve --listen with")
+    parser.add_argument("--tls-key", help="its private key")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to another machine (pushing, or serving --listen)",
     )
     parser.add_argument(
         "--print-systemd-unit", action="store_true", help="print a systemd unit and exit"
@@ -408,7 +480,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    hub = hub_url(args.hub, args.insecure)
+    hub = hub_url(args.hub, args.insecure) if args.hub or not args.listen else None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.tls_cert and not args.listen:
+        raise UsageError("--tls-cert and --tls-key are for --listen")
+    listen = args.listen and listen_address(args.listen, bool(args.tls_cert), args.insecure)
     if args.interval is not None and not 1 <= args.interval <= 3600:
         raise UsageError(f"--interval must be 1 to 3600 seconds, got {args.interval:g}")
     if not args.spool_max_mb > 0:
@@ -431,6 +508,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         spool_max_bytes=int(args.spool_max_mb * 2**20),
         ca_file=args.ca_file,
         name=args.name,
+        listen=listen or None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
@@ -450,12 +530,20 @@ def ptracker_executable() -> list[str]:
     return [str(beside)] if beside.is_file() else [sys.executable, "-m", "ptracker"]
 
 
-def systemd_unit(command: list[str], hub: str, token_file: str | None = None) -> str:
-    """The unit for `command` (the ptracker executable, then agent options).
+def systemd_unit(
+    command: list[str], hub: str | None, token_file: str | None = None, tls_key: str | None = None
+) -> str:
+    """The unit for `command` (the ptracker executable, then agent options); no hub:
+    a hub pulls from it.
 
     The token never appears in the unit: it is read by systemd (as root) from
-    `token_file` (a credential) or, without one, from an environment file."""
+    `token_file` (a credential) or, without one, from an environment file. A TLS
+    key is a credential too: the service's own user could not read a root-only file."""
     exec_start = " ".join(_unit_word(a) for a in command)
+    key_line = ""
+    if tls_key:
+        exec_start += " --tls-key %d/tls-key"
+        key_line = f"\nLoadCredential=tls-key:{_unit_word(tls_key)}"
     if token_file:
         exec_start += " --token-file %d/agent-token"  # %d: the service's credentials
         token_lines = f"LoadCredential=agent-token:{_unit_word(token_file)}"
@@ -466,21 +554,23 @@ def systemd_unit(command: list[str], hub: str, token_file: str | None = None) ->
         install = f"""#   1. the token, readable by root only (systemd reads it for the service):
 #        install -d -m 700 {Path(UNIT_ENV_FILE).parent}
 #        echo '{TOKEN_ENV}=pta_…' > {UNIT_ENV_FILE}; chmod 600 {UNIT_ENV_FILE}"""
+    does = f"pushes to the hub at {hub}" if hub else "serves a hub that pulls"
+    verb = "pushes" if hub else "serves"
     return f"""\
-# ptracker agent: samples this machine and pushes to the hub at {hub}.
+# ptracker agent: samples this machine and {does}.
 # Install:
 {install}
 #   2. this file as /etc/systemd/system/ptracker-agent.service, then
 #        systemctl daemon-reload && systemctl enable --now ptracker-agent
 [Unit]
-Description=ptracker agent (pushes this machine's samples to a ptracker hub)
+Description=ptracker agent ({verb} this machine's samples to a ptracker hub)
 Wants=network-online.target
 After=network-online.target
 
 [Service]
 Type=simple
 ExecStart={exec_start}
-{token_lines}
+{token_lines}{key_line}
 Restart=always
 RestartSec=5
 # A user of its own, made by systemd; the spool survives restarts in /var/lib.
@@ -519,12 +609,15 @@ WantedBy=multi-user.target
 
 
 def unit_command(args: argparse.Namespace, executable: list[str]) -> list[str]:
-    command = [*executable, "agent", "--hub", args.hub, "--spool-dir", UNIT_SPOOL_DIR]
+    command = [*executable, "agent", *(["--hub", args.hub] if args.hub else [])]
+    command += ["--spool-dir", UNIT_SPOOL_DIR]
     if args.name != socket.gethostname():
         command += ["--name", args.name]
     for flag, value in (
         ("--interval", args.interval),
         ("--ca-file", args.ca_file and os.path.abspath(args.ca_file)),
+        ("--listen", args.listen),
+        ("--tls-cert", args.tls_cert and os.path.abspath(args.tls_cert)),
     ):
         if value:
             command += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
@@ -545,10 +638,13 @@ def main(argv: list[str]) -> int:
     )
     try:
         if args.print_systemd_unit:
-            args.hub = hub_url(args.hub, args.insecure)
+            args.hub = hub_url(args.hub, args.insecure) if args.hub or not args.listen else None
+            if args.listen:
+                listen_address(args.listen, bool(args.tls_cert), args.insecure)
             token_file = args.token_file and os.path.abspath(args.token_file)
+            tls_key = args.tls_key and os.path.abspath(args.tls_key)
             command = unit_command(args, ptracker_executable())
-            print(systemd_unit(command, args.hub, token_file), end="")
+            print(systemd_unit(command, args.hub, token_file, tls_key), end="")
             return 0
         settings = settings_from(args)
         agent = Agent(settings)
@@ -558,14 +654,15 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"ptracker agent: cannot use the spool: {exc}", file=sys.stderr)
         return 2
+    serving = agent.api and f"serving {agent.api.url}" + ("" if agent.sender else " for pulls")
     log.info(
-        "ptracker agent %s: sampling %s every %s s, pushing to %s; spool %s (cap %g MiB)",
+        "ptracker agent %s: sampling %s every %s s, %s; spool %s (cap %g MiB)",
         version(),
         settings.name,
         f"{settings.interval:g}"
         if settings.interval
         else f"{DEFAULT_INTERVAL:g} (until the hub says)",
-        settings.hub,
+        ", ".join(filter(None, [settings.hub and f"pushing to {settings.hub}", serving])),
         settings.spool_dir,
         settings.spool_max_bytes / 2**20,
     )

@@ -424,9 +424,9 @@ CHANNEL_LAYERS = {
 # monitoring.background), or by a `qcluster` started by hand.
 Q_CLUSTER = {
     "name": "ptracker",
-    # One worker holds the sampler loop; the others run rollups, pruning and the
-    # minute check that keeps the sampler alive.
-    "workers": envint("PTRACKER_WORKERS", 2, 2, 64),
+    # One worker holds the sampler loop, one the puller while a host is pulled; the
+    # others run rollups, pruning and the minute checks that keep those loops alive.
+    "workers": envint("PTRACKER_WORKERS", 3, 2, 64),
     "recycle": 500,
     # A sampler shift must end well before this, or the guard kills the worker.
     "timeout": max(600, PTRACKER_SAMPLER_SHIFT * 2),

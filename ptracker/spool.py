@@ -22,7 +22,11 @@ The cap: when the segments together pass `max_bytes`, the oldest segment goes, a
 the unsent batches in it are counted in `dropped` (kept in the cursor file) until a
 push that reports them is acknowledged.
 
-Appends (the tick thread) and reads and commits (the sender thread) share one lock.
+In pull mode (no hub to push to) the hub reads the batches waiting here with
+`pending` and acknowledges them by id with `ack`, which moves the same cursor.
+
+Appends (the tick thread) and reads and commits (the sender thread, or the threads
+serving the hub's pulls) share one lock.
 """
 
 import fcntl
@@ -179,6 +183,55 @@ class Spool:
             self._leave_finished_segments()
             self._save_cursor()
 
+    # -- pull mode: the hub reads the spool over HTTP (ptracker.agent_api) ------------
+    def pending(self, limit: int, after: str | None = None) -> list[dict]:
+        """Up to `limit` unacknowledged batches, oldest first: those after the batch
+        with id `after` when it is one of them, else from the oldest."""
+        with self._lock:
+            self._leave_finished_segments()
+            found = self._find(after) if after else None
+            start = found[:2] if found else None
+            batches = []
+            for _, _, payload in self._records(start):
+                if len(batches) == limit:
+                    break
+                batches.append(json.loads(payload))
+            return batches
+
+    def ack(self, batch_id: str | None, reported_dropped: int = 0) -> int:
+        """The hub stored every batch up to and with `batch_id`, and was told of
+        `reported_dropped` dropped ones: move the cursor past them. Returns how many
+        batches that acknowledged (0 for an id that is not waiting: acknowledged
+        before, or unknown)."""
+        with self._lock:
+            self._leave_finished_segments()
+            found = self._find(batch_id) if batch_id else None
+            cursor = self.cursor
+            cursor.dropped = max(0, cursor.dropped - reported_dropped)
+            if found:
+                cursor.segment, cursor.offset = found[:2]
+                self._leave_finished_segments()
+            self._save_cursor()  # before deleting: a crash in between deletes them on open
+            for number in [n for n in self._sizes if n < cursor.segment]:
+                self._delete(number)
+            return found[2] if found else 0
+
+    def pending_count(self) -> int:
+        """How many batches wait, from the record headers alone: a health check may
+        ask often, and reading the whole spool each time (up to its cap) would not do."""
+        count = 0
+        with self._lock:
+            for number, size in self._sizes.items():
+                if number < self.cursor.segment:
+                    continue
+                with open(self._path(number), "rb") as f:
+                    f.seek(self.cursor.offset if number == self.cursor.segment else 0)
+                    while len(header := f.read(HEADER.size)) == HEADER.size:
+                        count += 1
+                        if f.seek(HEADER.unpack(header)[0], os.SEEK_CUR) >= size:
+                            break
+        return count
+
     @property
     def dropped(self) -> int:
         with self._lock:
@@ -268,6 +321,34 @@ class Spool:
         self._sizes[number] = 0
         self._fsync_dir()
         return number
+
+    def _records(self, start: tuple[int, int] | None = None):
+        """(segment, end offset, payload) of each record from `start` (segment, offset;
+        default: the cursor), oldest first, up to the first damaged one: a later
+        pull then starts there, at the cursor, and skips it (`_skip_damage`)."""
+        first, offset = start or (self.cursor.segment, self.cursor.offset)
+        for number in sorted(n for n in self._sizes if n >= first):
+            end, size = offset if number == first else 0, self._sizes[number]
+            with open(self._path(number), "rb") as f:
+                f.seek(end)
+                try:
+                    while record := read_record(f, size):
+                        end += record[1]
+                        yield number, end, record[0]
+                except Corrupt as exc:
+                    if (number, end) != (self.cursor.segment, self.cursor.offset):
+                        return
+                    self._skip_damage(number, end, size, exc)
+
+    def _find(self, batch_id: str) -> tuple[int, int, int] | None:
+        """Where the waiting batch `batch_id` ends (segment, offset), and how many
+        batches up to and with it wait; None when it is not waiting."""
+        # Records are compact JSON: the id's bytes pick the candidates, a parse confirms.
+        needle = b'"id":' + json.dumps(batch_id).encode()
+        for count, (number, end, payload) in enumerate(self._records(), 1):
+            if needle in payload and json.loads(payload).get("id") == batch_id:
+                return number, end, count
+        return None
 
     def _leave_finished_segments(self) -> None:
         """Move the cursor past fully sent segments and delete them."""

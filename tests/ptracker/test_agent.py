@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,9 +19,9 @@ from monitoring.sampling import Batch, tree_sampler
 from ptracker import agent
 from ptracker.agent import Agent, Settings, Token
 from ptracker.spool import Spool
+from tests.ptracker.agent_process import TOKEN, agent_command, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "pta_test-token"
 
 
 class StubHub:
@@ -91,13 +90,6 @@ def hub():
     stub = StubHub()
     yield stub
     stub.server.shutdown()
-
-
-def wait_until(condition, timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.05)
 
 
 class Running:
@@ -316,16 +308,6 @@ def test_the_hubs_config_sets_interval_top_n_and_watches(hub, running, monkeypat
 
 
 # -- the command ------------------------------------------------------------------------------
-def agent_command(*args: str) -> list[str]:
-    """`ptracker agent ARGS` in a Python where Django cannot be imported."""
-    code = (
-        "import sys; sys.modules['django'] = None\n"
-        "from ptracker.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    return [sys.executable, "-c", code, "agent", *args]
-
-
 def start_agent(hub: StubHub, spool: Path) -> subprocess.Popen:
     return subprocess.Popen(
         agent_command("--hub", hub.url, "--interval", "1", "--spool-dir", str(spool), "-v"),
@@ -451,12 +433,6 @@ def test_the_units_in_the_repository_match_what_the_agent_prints():
 
 
 # -- end to end ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_an_agents_samples_become_host_samples_of_its_host_on_a_real_hub(tmp_path):
     # The hub on SQLite in a data dir of its own, whatever database the suite uses.
