@@ -1,8 +1,8 @@
-"""Footprint benchmark: what `ptracker run` costs, whole, against atop and glances.
+"""Footprint benchmark: what `ptracker run` and `ptracker agent` cost, against atop and glances.
 
 What it measures
 ----------------
-Four cases, each started fresh, warmed up, then measured for --duration seconds,
+Five cases, each started fresh, warmed up, then measured for --duration seconds,
 round robin (a b c d a b c d with --rounds 2), while --idle idle ``sleep`` processes
 started by this script are on the machine (so every monitor has the same processes
 to look at):
@@ -16,6 +16,10 @@ c. ``glances --quiet --export csv --export-csv-file FILE -t <interval>`` (with i
    update check and public-IP lookup off, so that all traffic stays on this machine).
 d. ``ptracker run`` as in (a), with one logged-in websocket on /ws/live/ subscribed
    to the host ({"subscribe": "host:<id>"}), read by this script all along.
+e. ``ptracker agent --interval <interval>`` (this checkout's code, a spool in a fresh
+   temporary directory) pushing to a stub hub: a small HTTP server in this script,
+   outside the measured tree, that takes every push and answers 200 with a config as
+   the real hub does. Measured once a batch has arrived.
 
 For each case the whole process tree under the process started here is found anew
 every second (children, recursively; whatever ``ptracker run`` starts today) and
@@ -38,7 +42,7 @@ project's ``Sampler().sample()`` (Django-free) against a bare loop that reads ev
 
 Targets, printed as met/missed, never asserted: whole tree idle CPU <= 1.0x atop's;
 summed PSS (idle, max) <= 150 MiB; with one live subscriber CPU <= 2x idle; one tick
-<= 2x the bare /proc loop.
+<= 2x the bare /proc loop; the agent's CPU <= 1.0x atop's and its PSS (max) <= 30 MiB.
 
 Peers: atop is installed from Debian (``apt-get install -y atop``) when missing and
 this runs as root, otherwise its case is skipped and the reason printed. Glances is
@@ -50,6 +54,7 @@ How to run (from the project root)
 ----------------------------------
     .venv/bin/python bench/bench_footprint.py              # 2 rounds x 4 cases x 60 s, ~12 min
     .venv/bin/python bench/bench_footprint.py --duration 20 --warmup 5 --rounds 1
+    .venv/bin/python bench/bench_footprint.py --cases agent,atop   # the agent, ~5 min
     make bench-footprint
 
 Every process it starts is killed at the end (also on Ctrl+C or SIGTERM), the idle
@@ -61,6 +66,7 @@ The exit status is 0 whatever the figures.
 import argparse
 import asyncio
 import contextlib
+import gzip
 import http.client
 import json
 import math
@@ -77,6 +83,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -99,12 +106,15 @@ TARGET_CPU_VS_ATOP = 1.0
 TARGET_PSS_MIB = 150
 TARGET_LIVE_VS_IDLE = 2.0
 TARGET_TICK_RATIO = 2.0
+TARGET_AGENT_CPU_VS_ATOP = 1.0
+TARGET_AGENT_PSS_MIB = 30
 
 CASES = {
     "ptracker": "a. ptracker run, idle",
     "atop": "b. atop -w FILE",
     "glances": "c. glances --export csv",
     "live": "d. ptracker run, 1 live subscriber",
+    "agent": "e. ptracker agent, pushing",
 }
 PTRACKER_CASES = ("ptracker", "live")
 # django-q2 logs each child it forks ("Process-<id> ready for work at <pid>") and the
@@ -362,6 +372,7 @@ class Measurement:
     processes: int = 0
     procs: list[ProcRow] = field(default_factory=list)
     messages: int | None = None  # live case: samples received on the websocket
+    pushed: int | None = None  # agent case: batches the stub hub received
     error: str = ""
 
 
@@ -531,12 +542,67 @@ def peer_command(ctx: Context, case: str, output: Path) -> list[str]:
     ]
 
 
+class StubHub:
+    """The hub's ingest endpoint, as far as an agent can tell: takes each push (gzip'd
+    JSON) and answers 200 with a config. Runs in a thread of this script, so it is not
+    part of the measured tree."""
+
+    def __init__(self, interval: int) -> None:
+        self.batches = 0
+        config = {"interval": interval, "top_n": 25, "service_patterns": [], "watches": []}
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                pushed = json.loads(gzip.decompress(body))["batches"]
+                hub.batches += len(pushed)
+                answer = {"stored": len(pushed), "duplicates": 0, "config": config}
+                data = json.dumps({**answer, "time": time.time()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def run_agent(ctx: Context, case_dir: Path, result: Measurement) -> None:
+    hub, log = StubHub(ctx.args.interval), case_dir / "agent.log"
+    env = ptracker_env(case_dir, ctx.args.interval)
+    env["PTRACKER_AGENT_TOKEN"] = "pta_bench-footprint"  # the stub takes any token
+    command = [sys.executable, "-m", "ptracker", "agent", "--hub", hub.url, "--name", "bench"]
+    command += ["--interval", str(ctx.args.interval), "--spool-dir", str(case_dir / "spool")]
+    root = spawn(command, log, env)
+    try:
+        wait_until(lambda: hub.batches > 0, root, log, "a pushed batch")
+        time.sleep(ctx.args.warmup)
+        before = hub.batches
+        summarize(result, measure(root, ctx.args.duration, log), {})
+        result.pushed = hub.batches - before
+    finally:
+        stop_tree(root, signal.SIGTERM)
+        hub.close()
+
+
 def run_case(ctx: Context, case: str, round_no: int) -> Measurement:
     result = Measurement(case, round_no)
     case_dir = Path(tempfile.mkdtemp(prefix=f"{case}-{round_no}-", dir=ctx.work))
     try:
         if case in PTRACKER_CASES:
             run_ptracker(ctx, case_dir, result, live=case == "live")
+        elif case == "agent":
+            run_agent(ctx, case_dir, result)
         else:
             run_peer(ctx, case_dir, result, case)
     except (RuntimeError, OSError) as exc:
@@ -736,18 +802,24 @@ def ratio(results: list[Measurement], top: str, bottom: str, attr: str) -> float
 
 def ratio_lines(results: list[Measurement], skipped: dict[str, str]) -> list[str]:
     lines = ["Ratios (means over rounds):"]
-    for top, bottom in (("ptracker", "atop"), ("ptracker", "glances"), ("live", "ptracker")):
+    pairs = [("ptracker", "atop"), ("ptracker", "glances"), ("live", "ptracker"), ("agent", "atop")]
+    for top, bottom in pairs:
         label = f"  {CASES[top]} / {CASES[bottom]}:"
         why = skipped.get(bottom) or skipped.get(top)
         if why:
             lines.append(f"{label} n/a ({why})")
             continue
+        if not (good(results, top) and good(results, bottom)):
+            continue  # not both measured in this run
         cpu = ratio(results, top, bottom, "cpu_percent")
         pss = ratio(results, top, bottom, "pss_mean_mib")
         lines.append(f"{label} CPU {times(cpu)}, PSS {times(pss)}")
     received = [str(r.messages) for r in good(results, "live")]
     if received:
         lines.append(f"  live samples received while measured, per round: {', '.join(received)}")
+    pushed = [str(r.pushed) for r in good(results, "agent")]
+    if pushed:
+        lines.append(f"  batches the agent pushed while measured, per round: {', '.join(pushed)}")
     return lines
 
 
@@ -768,12 +840,16 @@ def target_lines(results: list[Measurement], ticks: Ticks | None) -> list[str]:
     tick = ticks.ratio if ticks else float("nan")
     vs_atop = ratio(results, "ptracker", "atop", "cpu_percent")
     live = ratio(results, "live", "ptracker", "cpu_percent")
+    agent_cpu = ratio(results, "agent", "atop", "cpu_percent")
+    agent_pss = max((r.pss_max_mib for r in good(results, "agent")), default=float("nan"))
     return [
         "Targets (printed, not asserted):",
         target_line("whole tree idle CPU vs atop's", vs_atop, "x", TARGET_CPU_VS_ATOP),
         target_line("summed PSS, idle (max of readings)", pss, " MiB", TARGET_PSS_MIB),
         target_line("CPU with 1 live subscriber vs idle", live, "x", TARGET_LIVE_VS_IDLE),
         target_line("one tick vs bare /proc loop", tick, "x", TARGET_TICK_RATIO),
+        target_line("agent CPU vs atop's", agent_cpu, "x", TARGET_AGENT_CPU_VS_ATOP),
+        target_line("agent PSS (max of readings)", agent_pss, " MiB", TARGET_AGENT_PSS_MIB),
     ]
 
 

@@ -207,7 +207,8 @@ class Sender:
             self.spool.commit(chunk, dropped)
             self.succeeded(answer)
             return 0.0
-        error = answer.get("error", "")
+        # The hub's own refusals say "error"; its authentication layer (DRF) says "detail".
+        error = str(answer.get("error") or answer.get("detail") or "")
         if status in (401, 403):
             return self.failed(
                 "refused",

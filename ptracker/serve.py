@@ -7,6 +7,7 @@ single-machine install is this one process; `ptracker run` sets up, then execs t
 With Redis, a django-q2 cluster does that work and this process only serves.
 """
 
+import os
 import sys
 
 STOP_TIMEOUT = 5.0  # seconds for the background work to end its tick after the server stops
@@ -56,4 +57,11 @@ def serve(bind: str, port: int, fd: int | None = None) -> int:
         if left:
             print(f"ptracker: left running at exit: {', '.join(left)}", file=sys.stderr)
         print("ptracker: stopped", flush=True)
-    return 1 if server.abort_start else 0
+    status = 1 if server.abort_start else 0
+    # Leave now: at interpreter exit Python would join the ASGI executor's threads, and
+    # one still inside a request (an agent's backlog, a wait for SQLite's write lock)
+    # could hold the exit for its whole timeout. Each write is its own transaction, so
+    # nothing committed is lost and nothing half done is kept.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -372,11 +372,12 @@ class Spool:
                 self.cursor.segment = min(n for n in self._sizes if n > oldest)
                 self.cursor.offset = 0
                 self._save_cursor()
-                log.warning(
-                    "spool full (%d MiB): the %d oldest unsent batches are dropped",
-                    self.max_bytes // 2**20,
-                    lost,
-                )
+                if lost:  # else the segment was all sent: nothing is lost
+                    log.warning(
+                        "spool full (%.3g MiB): the %d oldest unsent batches are dropped",
+                        self.max_bytes / 2**20,
+                        lost,
+                    )
             self._delete(oldest)
 
     def _count(self, number: int, start: int) -> int:

@@ -1,26 +1,20 @@
 """The `ptracker` command: start-up checks, first login, and `ptracker run` end to end."""
 
-import http.cookiejar
 import os
 import re
 import signal
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
-import uuid
-from datetime import datetime
 
 import psutil
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 
 from ptracker.cli import first_login
+from tests.conftest import REDIS_URL, epoch, free_port, log_in, reachable_redis
 
 
 def ptracker(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
@@ -120,36 +114,6 @@ def test_an_existing_superuser_gets_no_generated_password(tmp_path, alice):
 # --- end to end ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def e2e_database(tmp_path):
-    """A database of its own for the started ptracker, on the engine under test."""
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        yield {}, lambda sql: sqlite3.connect(tmp_path / "ptracker.sqlite3").execute(sql).fetchall()
-        return
-    import psycopg
-
-    name = f"ptracker_e2e_{uuid.uuid4().hex[:8]}"
-    server = {"host": db["HOST"] or "127.0.0.1", "port": db["PORT"] or 5432, "user": db["USER"]}
-    with psycopg.connect(dbname="postgres", autocommit=True, **server) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgres://{server['user']}@{server['host']}:{server['port']}/{name}"
-
-    def query(sql):
-        with psycopg.connect(dbname=name, **server) as conn:
-            return conn.execute(sql).fetchall()
-
-    yield {"DATABASE_URL": url}, query
-    with psycopg.connect(dbname="postgres", autocommit=True, **server) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def read_until(process: subprocess.Popen, pattern: str, timeout: float) -> list[str]:
     lines, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -162,19 +126,6 @@ def read_until(process: subprocess.Popen, pattern: str, timeout: float) -> list[
     raise AssertionError(f"no {pattern!r} in output:\n{''.join(lines)}")
 
 
-def log_in(base: str, password: str) -> urllib.request.OpenerDirector:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = opener.open(base + "/login/").read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    form = {"username": "admin", "password": password, "csrfmiddlewaretoken": token, "next": "/"}
-    opener.open(base + "/login/", urllib.parse.urlencode(form).encode())
-    return opener
-
-
-REDIS_URL = os.environ.get("PTRACKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
 @pytest.fixture(params=["in-process", "redis"])
 def broker(request) -> dict:
     """Where background work runs: threads of the web process (default), or a django-q2
@@ -182,16 +133,11 @@ def broker(request) -> dict:
     if request.param == "in-process":
         yield {}
         return
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis server answers at {REDIS_URL} ({exc})")
-    client.flushdb()  # a database number of its own: no stale tasks from earlier runs
-    yield {"PTRACKER_REDIS_URL": REDIS_URL}
-    client.flushdb()
+    url = reachable_redis()  # flushed: no stale tasks from earlier runs
+    if url is None:
+        pytest.skip(f"no Redis server answers at {REDIS_URL}")
+    yield {"PTRACKER_REDIS_URL": url}
+    reachable_redis()
 
 
 @pytest.mark.slow
@@ -232,9 +178,7 @@ def test_run_collects_serves_and_stops_cleanly(tmp_path, e2e_database, broker):
 
         times = [row[0] for row in query("SELECT ts FROM monitoring_hostsample ORDER BY ts")]
         assert len(times) >= 12, times
-        parsed = [
-            (datetime.fromisoformat(t) if isinstance(t, str) else t).timestamp() for t in times
-        ]
+        parsed = [epoch(t) for t in times]
         gaps = [b - a for a, b in zip(parsed, parsed[1:], strict=False)]
         assert max(gaps) <= 2.05, gaps  # never more than two intervals, handover included
         if broker:  # in one process a handover leaves no task row, only the gapless samples

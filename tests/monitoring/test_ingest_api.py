@@ -2,7 +2,6 @@
 
 import gzip
 import json
-import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -24,7 +23,7 @@ from monitoring.models import (
     hash_token,
 )
 from monitoring.tasks import check_hosts
-from tests.conftest import batch, proc
+from tests.conftest import proc, wire
 from tests.fakes import hooks
 
 pytestmark = pytest.mark.django_db
@@ -41,12 +40,6 @@ def remote() -> tuple[Host, str]:
 
 def agent_client(secret: str) -> Client:
     return Client(headers={"Authorization": f"Bearer {secret}"})
-
-
-def wire(ts, cpu=10.0, processes=(), batch_id=None) -> dict:
-    b = batch(ts, processes, cpu_percent=cpu)
-    b.id = batch_id or uuid.uuid4().hex
-    return b.to_dict()
 
 
 def push(client: Client, batches: list[dict], gz: bool = True, **extra):

@@ -17,7 +17,7 @@ from monitoring.tasks import PULLER_LEASE, PULLER_TASK, check_hosts, ensure_pull
 from tests.conftest import batch
 from tests.ptracker.agent_process import (
     TOKEN,
-    AgentProcess,
+    ListeningAgent,
     free_port,
     self_signed_certificate,
     wait_until,
@@ -40,7 +40,7 @@ def stored_ids(host: Host) -> list[str]:
     )
 
 
-def spooled(agent: AgentProcess) -> set[str]:
+def spooled(agent: ListeningAgent) -> set[str]:
     return {
         line.split("spooled batch ")[1].split()[0]
         for line in agent.log().splitlines()
@@ -50,7 +50,7 @@ def spooled(agent: AgentProcess) -> set[str]:
 
 @pytest.fixture
 def agent(tmp_path):
-    process = AgentProcess(tmp_path / "spool", name="gpu-7")
+    process = ListeningAgent(tmp_path / "spool", name="gpu-7")
     yield process
     process.stop()
 
@@ -203,7 +203,7 @@ def test_a_token_the_agent_refuses_is_said_so(agent):
 @pytest.mark.slow
 def test_an_agent_with_a_certificate_of_a_ca_the_hub_trusts_is_pulled(tmp_path, monkeypatch):
     cert, key = self_signed_certificate(tmp_path)
-    served = AgentProcess(tmp_path / "spool", name="gpu-7", tls=(cert, key))
+    served = ListeningAgent(tmp_path / "spool", name="gpu-7", tls=(cert, key))
     try:
         host = pulled_host("gpu-7", served.url)
         wait_until(lambda: served.get("/v1/batches")[1]["batches"], what="a batch")

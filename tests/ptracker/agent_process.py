@@ -1,14 +1,11 @@
-"""A real `ptracker agent` process and the small helpers its tests share."""
+"""A real `ptracker agent --listen` process (pull mode) and what its tests share."""
 
 import ipaddress
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -19,30 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.conftest import agent_command, free_port, wait_until  # noqa: F401 (shared)
+
 TOKEN = "pta_test-token"
-
-
-def agent_command(*args: str) -> list[str]:
-    """`ptracker agent ARGS` in a Python where Django cannot be imported."""
-    code = (
-        "import sys; sys.modules['django'] = None\n"
-        "from ptracker.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    return [sys.executable, "-c", code, "agent", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.05)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -95,7 +71,7 @@ def call(
             return exc.code, json.loads(exc.read())
 
 
-class AgentProcess:
+class ListeningAgent:
     """`ptracker agent --listen 127.0.0.1:<free port>` without a hub: it only serves,
     sampling every second into `spool`; its log goes to `spool`.log. With `tls`
     (cert, key) it serves https."""

@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,8 +17,8 @@ import pytest
 from monitoring.sampling import Batch, tree_sampler
 from ptracker import agent
 from ptracker.agent import Agent, Settings, Token
-from ptracker.spool import Spool
-from tests.ptracker.agent_process import TOKEN, agent_command, free_port, wait_until
+from tests.conftest import Hub, agent_command, left_in_spool, spooled_ids, wait_until
+from tests.ptracker.agent_process import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,13 +129,6 @@ def running(tmp_path, hub):
     for r in started:
         if r.thread.is_alive():
             r.stop()
-
-
-def left_in_spool(path: Path) -> list[dict]:
-    spool = Spool(path, max_bytes=2**30)
-    chunk = spool.head(10_000)
-    spool.close()
-    return chunk.batches if chunk else []
 
 
 # -- pushing ------------------------------------------------------------------------------
@@ -317,14 +309,6 @@ def start_agent(hub: StubHub, spool: Path) -> subprocess.Popen:
     )
 
 
-def spooled_ids(log: str) -> set[str]:
-    return {
-        line.split("spooled batch ")[1].split()[0]
-        for line in log.splitlines()
-        if "spooled batch" in line
-    }
-
-
 @pytest.mark.slow
 def test_the_agent_runs_without_django_and_stops_on_sigterm(tmp_path, hub):
     process = start_agent(hub, tmp_path / "spool")
@@ -363,7 +347,7 @@ def test_a_killed_agent_loses_no_batch(tmp_path, hub):
 
     second = start_agent(hub, spool)
     try:
-        wait_until(lambda: spooled_ids(log) <= acknowledged | resent(), what="the first run's")
+        wait_until(lambda: set(spooled_ids(log)) <= acknowledged | resent(), what="the first run's")
         second.send_signal(signal.SIGTERM)
         second.communicate(timeout=10)
     finally:
@@ -435,44 +419,17 @@ def test_the_units_in_the_repository_match_what_the_agent_prints():
 # -- end to end ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_an_agents_samples_become_host_samples_of_its_host_on_a_real_hub(tmp_path):
-    # The hub on SQLite in a data dir of its own, whatever database the suite uses.
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update({"PTRACKER_DATA_DIR": str(tmp_path / "hub"), "PYTHONUNBUFFERED": "1"})
-    port = free_port()
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "ptracker", "run", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    hub = Hub(tmp_path / "hub")  # on SQLite, whatever database the suite uses
     agent_process = None
     try:
-        for line in hub.stdout:
-            if "ptracker is running at" in line:
-                break
-        assert hub.poll() is None, "the hub did not start"
-        token = subprocess.run(
-            [sys.executable, "-m", "ptracker", "manage", "addhost", "web-1"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
+        hub.start()
+        token = hub.manage("addhost", "web-1")
         agent_process = subprocess.Popen(
             agent_command(
-                "--hub",
-                f"http://127.0.0.1:{port}",
-                "--name",
-                "web-1",
-                "--interval",
-                "1",
-                "--spool-dir",
-                str(tmp_path / "spool"),
-                "-v",
+                *("--hub", hub.url, "--name", "web-1", "--interval", "1", "-v"),
+                *("--spool-dir", str(tmp_path / "spool")),
             ),
-            env={**env, "PTRACKER_AGENT_TOKEN": token},
+            env={**os.environ, "PTRACKER_AGENT_TOKEN": token},
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -486,14 +443,10 @@ def test_an_agents_samples_become_host_samples_of_its_host_on_a_real_hub(tmp_pat
         log = agent_process.communicate(timeout=10)[1]
         assert agent_process.returncode == 0, log
         batch_ids = {row[0] for row in database.execute(stored)}
-        assert batch_ids <= spooled_ids(log)  # the agent's own batches, each stored once
+        assert batch_ids <= set(spooled_ids(log))  # the agent's own batches, each stored once
         assert len(batch_ids) == len(database.execute(stored).fetchall())
         assert "refused" not in log and "cannot reach" not in log
     finally:
-        for process in (agent_process, hub):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        if agent_process is not None and agent_process.poll() is None:
+            agent_process.kill()
+        hub.close()

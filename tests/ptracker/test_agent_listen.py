@@ -14,7 +14,7 @@ from ptracker import agent
 from ptracker.agent import Agent, Settings, Token
 from tests.ptracker.agent_process import (
     TOKEN,
-    AgentProcess,
+    ListeningAgent,
     call,
     self_signed_certificate,
     wait_until,
@@ -25,12 +25,12 @@ ENDPOINTS = ["/v1/health", "/v1/snapshot", "/v1/services", "/v1/batches"]
 
 @pytest.fixture
 def served(tmp_path):
-    process = AgentProcess(tmp_path / "spool")
+    process = ListeningAgent(tmp_path / "spool")
     yield process
     assert process.stop() == 0, process.log()
 
 
-def waiting(served: AgentProcess, at_least: int) -> list[dict]:
+def waiting(served: ListeningAgent, at_least: int) -> list[dict]:
     """The batches waiting, once there are `at_least`."""
     page = {}
 
@@ -132,7 +132,7 @@ def test_batches_come_oldest_first_and_an_ack_removes_them(served):
 
 @pytest.mark.slow
 def test_unacknowledged_batches_survive_a_kill_9(tmp_path):
-    first = AgentProcess(tmp_path / "spool")
+    first = ListeningAgent(tmp_path / "spool")
     try:
         batches = waiting(first, 3)
         assert first.post("/v1/ack", {"through": batches[0]["id"]})[1] == {"acked": 1}
@@ -141,7 +141,7 @@ def test_unacknowledged_batches_survive_a_kill_9(tmp_path):
         first.kill()
     assert first.process.returncode == -9
 
-    second = AgentProcess(tmp_path / "spool")
+    second = ListeningAgent(tmp_path / "spool")
     try:
         after = [b["id"] for b in second.get("/v1/batches")[1]["batches"]]
     finally:

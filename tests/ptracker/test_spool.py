@@ -101,6 +101,16 @@ def test_the_cap_drops_the_oldest_batches_and_counts_them(tmp_path):
     assert spool.dropped == oldest_kept  # everything older went, and was counted
 
 
+def test_a_full_spool_whose_oldest_batches_were_all_sent_reports_no_drop(tmp_path, caplog):
+    spool = Spool(tmp_path, max_bytes=100, segment_bytes=50)  # a segment per record
+    with caplog.at_level(logging.WARNING, logger="ptracker.spool"):
+        for item in batches(5, size=30):
+            spool.append(item)  # the second segment passes the cap: the first one goes
+            spool.commit(spool.head(1))
+    assert spool.dropped == 0
+    assert caplog.records == []
+
+
 def test_the_dropped_count_lasts_until_a_push_reports_it(tmp_path):
     spool = Spool(tmp_path, max_bytes=1000, segment_bytes=250)
     fill(spool, batches(40, size=30))
