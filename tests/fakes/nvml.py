@@ -5,7 +5,7 @@ shapes, units and errors of nvidia-ml-py's pynvml.py: strings come back as str, 
 in bytes, power in milliwatts, utilization in whole percent; a process whose memory
 NVML cannot report has usedGpuMemory None; every call before nvmlInit() raises
 NVMLError_Uninitialized; NVMLError(code) builds the subclass for that code.
-tests/collectors/test_gpu.py checks these names and shapes against the real module.
+tests/monitoring/collectors/test_gpu.py checks these names and shapes against the real module.
 
 The readings come from a JSON file in tests/data (see its "_note"). A FakeNvml
 instance stands for the module: gpu.start() is cached per module object, so give each

@@ -3,7 +3,7 @@
 import pytest
 from asgiref.sync import async_to_sync
 
-from tests.test_live import communicator, write_later
+from tests.monitoring.test_live import communicator, write_later
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from monitoring import live
 from monitoring.background import Runner
 from ptracker.asgi import application
-from tests.test_live import write_later
+from tests.monitoring.test_live import write_later
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

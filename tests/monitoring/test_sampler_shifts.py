@@ -8,7 +8,7 @@ import pytest
 
 from monitoring.models import Process, WatchedProcess
 from monitoring.tasks import run_sampler
-from tests.collectors.conftest import wait_for_cmdline
+from tests.monitoring.collectors.conftest import wait_for_cmdline
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

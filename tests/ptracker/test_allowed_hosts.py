@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from ptracker.cli import address
-from tests.test_cli import free_port, ptracker, read_until
+from tests.ptracker.test_cli import free_port, ptracker, read_until
 
 SHOW = (
     "import json; from django.conf import settings as s; print(json.dumps({"

@@ -13,7 +13,7 @@ from http.cookies import SimpleCookie
 
 import pytest
 
-from tests.test_cli import free_port, ptracker
+from tests.ptracker.test_cli import free_port, ptracker
 
 pytestmark = pytest.mark.slow
 

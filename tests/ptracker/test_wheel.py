@@ -30,7 +30,7 @@ from packaging.requirements import Requirement
 
 from ptracker.assets import NPM_ASSETS
 from tests.ptracker.test_agent import wait_until
-from tests.test_cli import free_port, log_in, read_until
+from tests.ptracker.test_cli import free_port, log_in, read_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_SOURCE = shutil.ignore_patterns(

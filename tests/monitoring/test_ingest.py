@@ -161,7 +161,7 @@ def test_a_disabled_watch_reports_no_exits(host, nginx_watch):
 def test_a_failing_after_ingest_hook_loses_nothing(host, settings, caplog):
     from monitoring.ingest import after_ingest_hooks
 
-    settings.PTRACKER_AFTER_INGEST = ["tests.test_ingest.broken_hook"]
+    settings.PTRACKER_AFTER_INGEST = ["tests.monitoring.test_ingest.broken_hook"]
     after_ingest_hooks.cache_clear()
     try:
         sample = ingest.store(host, batch(T0, [proc(1)]))

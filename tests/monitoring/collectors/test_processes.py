@@ -11,7 +11,7 @@ import psutil
 
 from monitoring.collectors import processes
 from monitoring.sampling import Sampler
-from tests.collectors.conftest import wait_for_cmdline
+from tests.monitoring.collectors.conftest import wait_for_cmdline
 
 ME = os.getpid()
 

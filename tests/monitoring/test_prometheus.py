@@ -15,9 +15,7 @@ from monitoring.models import ApiToken, WatchedProcess
 from tests.conftest import batch, proc
 
 pytestmark = pytest.mark.django_db
-DASHBOARD = (
-    Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "ptracker-dashboard.json"
-)
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ptracker-dashboard.json"
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from pathlib import Path
 from monitoring.collectors import services
 from monitoring.sampling import Sampler
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "systemd"
+DATA = Path(__file__).resolve().parents[2] / "data" / "systemd"
 
 
 class RecordedSystemctl:
