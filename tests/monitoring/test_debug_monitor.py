@@ -17,6 +17,7 @@ def on(settings):
     settings.PTRACKER_DEBUG_MONITOR = True
     yield
     collector.stop()
+    collector.session = None  # the next test starts with no session, as a fresh process
 
 
 @pytest.fixture

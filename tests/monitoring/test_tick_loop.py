@@ -59,7 +59,6 @@ def test_the_first_tick_after_priming_just_before_a_boundary_has_honest_rates():
     assert read_times[0] - primed[0] >= 0.5 * interval
     first = batches[0]
     assert first.host["cpu_percent"] is not None
-    assert all(p is not None for p in first.host["per_cpu"])
     cores = os.cpu_count() or 1
     rates = [p.cpu_percent for p in first.processes if p.cpu_percent is not None]
     assert rates, "the busiest processes have a rate"
