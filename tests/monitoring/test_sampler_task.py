@@ -85,7 +85,8 @@ def test_ensure_sampler_replaces_a_dead_one():
     )
     assert ensure_sampler() == "sampler started"
     assert len(queued_samplers()) == 1
-    assert run_sampler(shift=1.5, hand_over=False).endswith("shift over")
+    # 3 s: priming, then a first tick at least half an interval later, on a boundary.
+    assert run_sampler(shift=3, hand_over=False).endswith("shift over")
     assert HostSample.objects.exists()
 
 
@@ -99,7 +100,7 @@ def test_a_shift_hands_the_lease_to_the_task_it_queues():
     assert run_sampler(shift=1.5) == "another sampler holds the lease"
     # ...but the successor can, and goes on sampling.
     before = HostSample.objects.count()
-    assert run_sampler(token=task["kwargs"]["token"], shift=2.5, hand_over=False).endswith(
+    assert run_sampler(token=task["kwargs"]["token"], shift=3.5, hand_over=False).endswith(
         "shift over"
     )
     assert HostSample.objects.count() > before
