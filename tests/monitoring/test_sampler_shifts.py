@@ -38,10 +38,10 @@ def test_a_new_shift_does_not_read_known_command_lines_again(sleeper, monkeypatc
         return read(proc)
 
     monkeypatch.setattr(psutil.Process, "cmdline", counted)
-    run_sampler(shift=1.5, hand_over=False)
+    run_sampler(shift=3, hand_over=False)
     first_shift = reads[sleeper.pid]
     reads.clear()
-    run_sampler(shift=1.5, hand_over=False)
+    run_sampler(shift=3, hand_over=False)
 
     assert first_shift == 1
     assert reads[sleeper.pid] == 0
