@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # CPU time in 10 ms jiffies: over a window of a few milliseconds the host's CPU delta
 # is 0 (no CPU %) and one jiffy of a process reads as hundreds of percent.
 MIN_WINDOW = 0.5
+# How long an exact RSS read from statm is reused for an idle process (see _exact_rss).
+EXACT_RSS_MAX_AGE = 60.0
 
 
 class Counters:
@@ -270,6 +272,8 @@ class Sampler:
         self.cpu: CpuTimes | None = None
         self.per_cpu: tuple[CpuTimes, ...] = ()
         self.static = {} if static is None else static
+        # identity -> (stat signature, read at, rss, vms): see _exact_rss
+        self.exact_rss: dict[Identity, tuple] = {}
         # systemd units to read besides the failed ones (globs), and how often.
         self.service_patterns: tuple[str, ...] = ()
         self.services_every = 30.0
@@ -461,7 +465,7 @@ class Sampler:
             if row.watched_id is not None:
                 batch.watched_running.add(row.watched_id)
             read.append((row, r, static is not None))
-        self._exact_rss(read)
+        self._exact_rss(read, now)
         rows = [row for row, _, _ in read]
         keep = select(rows, self.top_n)
         self._complete(read, keep, now)
@@ -526,18 +530,34 @@ class Sampler:
                 break
         return row
 
-    def _exact_rss(self, read: list) -> None:
+    def _exact_rss(self, read: list, now: float) -> None:
         """Make the RSS exact wherever its estimate (see processes.rss_slack) could
-        change the top N by memory: every row within twice the slack of the Nth."""
+        change the top N by memory: every row within twice the slack of the Nth.
+
+        On a machine of many alike idle processes that is most of them, so an exact
+        reading is reused while the process's estimate, VMS, CPU time and page-fault
+        count all stay put (it touched no memory) and it is under EXACT_RSS_MAX_AGE
+        old (memory can still be reclaimed from under an idle process)."""
         slack = max((r.rss_slack for _, r, _ in read), default=0)
         if not slack or not 0 < self.top_n < len(read):
+            self.exact_rss.clear()
             return
         nth = sorted((row.rss or 0 for row, _, _ in read), reverse=True)[self.top_n - 1]
-        for i, (row, r, known) in enumerate(read):
+        cache: dict[Identity, tuple] = {}
+        for row, r, _ in read:
             if r.rss_slack and (row.rss or 0) >= nth - 2 * slack:
-                r = processes.exact_memory(r)
-                row.rss, row.vms = r.rss, r.vms
-                read[i] = (row, r, known)
+                signature = (r.rss, r.vms, r.faults, r.cpu_seconds)
+                hit = self.exact_rss.get(r.identity)
+                if hit is not None and hit[0] == signature and now - hit[1] < EXACT_RSS_MAX_AGE:
+                    cache[r.identity] = hit
+                    rss, vms = hit[2], hit[3]
+                else:
+                    exact = processes.exact_memory(r)
+                    rss, vms = exact.rss, exact.vms
+                    if exact is not r:
+                        cache[r.identity] = (signature, now, rss, vms)
+                row.rss, row.vms = rss, vms  # the reading keeps its estimate: unused now
+        self.exact_rss = cache  # only what is still near the cut: no sweep needed
 
     def _complete(self, read: list, keep: set[int], now: float) -> None:
         """Read what a stat-only reading lacks for the rows kept, then every row's I/O

@@ -23,7 +23,7 @@ import psutil
 Identity = tuple[int, float]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built ~600 times a tick, and a frozen __init__ is 4x slower
 class ProcessReading:
     pid: int
     create_time: float
@@ -44,6 +44,9 @@ class ProcessReading:
     # were not read (not unreadable), and the name is the kernel's, cut at 15 chars.
     detailed: bool = True
     rss_slack: int = 0  # bytes the rss may be off: see read_stat()
+    # Minor + major page faults so far (stat readings only): with the CPU time and the
+    # memory estimate, a signature that stays put while the process touches no memory.
+    faults: int | None = None
 
     @property
     def identity(self) -> Identity:
@@ -242,6 +245,7 @@ def read_stat(root: str, pid: int, boot: float, slack: int) -> ProcessReading | 
             write_bytes=None,
             detailed=False,
             rss_slack=slack,
+            faults=int(fields[7]) + int(fields[9]),
         )
     except (IndexError, ValueError):
         return None  # a cut or garbled line: nothing trustworthy to identify it by

@@ -10,12 +10,14 @@ feed it recorded output.
 """
 
 import fnmatch
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 PROPERTIES = ("Id", "ActiveState", "SubState", "NRestarts", "MemoryCurrent", "CPUUsageNSec",
               "MainPID", "Description")  # fmt: skip
+SYSTEMD_RUN_DIR = "/run/systemd/system"  # exists exactly when systemd is the init system
 UNSET = 2**64 - 1  # what systemd prints for a counter it does not keep ("[not set]" too)
 
 Runner = Callable[[Sequence[str]], str | None]
@@ -35,6 +37,8 @@ class ServiceReading:
 
 def run_systemctl(args: Sequence[str]) -> str | None:
     """systemctl's output; None when there is no usable systemd here."""
+    if not os.path.isdir(SYSTEMD_RUN_DIR):
+        return None  # not booted with systemd (sd_booted(3)): spare the fork
     try:
         done = subprocess.run(
             ["systemctl", *args], capture_output=True, text=True, timeout=10, check=False

@@ -73,6 +73,41 @@ def test_the_rss_slack_covers_a_recorded_machine_of_two_cpus(moments):
     assert 0 < worst <= readings[0].rss_slack == processes.rss_slack(2)
 
 
+def bump_statm_rss(root: Path, pid: int, pages: int) -> None:
+    size, rss, *rest = (root / str(pid) / "statm").read_text().split()
+    (root / str(pid) / "statm").write_text(" ".join([size, str(int(rss) + pages), *rest]) + "\n")
+
+
+def test_an_exact_rss_is_reused_only_while_the_process_touches_no_memory(moments, clock):
+    """Near the top-N cut the RSS must be exact (statm), but on a machine of many
+    alike idle processes that is most of them: a reading is reused while the stat
+    line's memory, CPU time and fault count stay put, and for a minute at most."""
+    t0, _ = moments
+    sampler = Sampler(top_n=10, collectors=ONLY_PROCESSES)
+    with procfs(t0):
+        readings = processes.collect()
+    # The smallest process with memory: well past the 10th, inside the slack of it.
+    small = min((r for r in readings if r.rss), key=lambda r: r.rss)
+    _, fields = stat_fields(t0, small.pid)
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def others() -> int:
+        clock.now += 1.0
+        with procfs(t0):
+            batch = sampler.sample()
+        assert small.pid not in {r.pid for r in batch.processes}
+        return batch.host["other_rss"]
+
+    first = others()
+    bump_statm_rss(t0, small.pid, 10)
+    assert others() == first  # nothing in stat moved: the exact reading is reused
+    rewrite_stat(t0, small.pid, f7=int(fields[7]) + 1)  # one more minor fault
+    assert others() == first + 10 * page
+    bump_statm_rss(t0, small.pid, 10)
+    clock.now += sampling.EXACT_RSS_MAX_AGE
+    assert others() == first + 20 * page  # a minute on, read again regardless
+
+
 def test_a_name_with_spaces_and_parentheses_is_read_whole(moments):
     t0, _ = moments
     pid = pid_of(t0, "write('a) b (c) d')")
