@@ -26,6 +26,7 @@ from rest_framework import authentication, exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from monitoring import ingest
 from monitoring.agents import (
     agent_config,
     decode_json,
@@ -101,8 +102,17 @@ class IngestView(APIView):
             batches, dropped, agent = parse(payload)
         except BadParameter as exc:
             return Response({"error": str(exc), "field": exc.field}, status=400)
-        stored, duplicates = store_batches(host, batches)
-        note_agent(host, agent, dropped)
+
+        def write(host: Host) -> tuple[int, int]:
+            counts = store_batches(host, batches)
+            note_agent(host, agent, dropped)
+            return counts
+
+        try:
+            stored, duplicates = ingest.writer.store(host, write)
+        except ingest.WriterBusy as exc:
+            return Response({"error": f"the hub is overloaded: {exc}"}, status=503,
+                            headers={"Retry-After": "10"})  # fmt: skip
         return Response(
             {
                 "stored": stored,
