@@ -278,12 +278,18 @@ class Process(models.Model):
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
     exited_at = models.DateTimeField(null=True, blank=True)
+    # The program this process runs, the same for every run of it (the normalized
+    # command line or executable): what "other runs" and grouping by program join on.
+    program = models.CharField(max_length=255, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["host", "pid", "create_time"], name="process_identity")
         ]
-        indexes = [models.Index(fields=["host", "last_seen"])]
+        indexes = [
+            models.Index(fields=["host", "last_seen"]),
+            models.Index(fields=["host", "program"]),
+        ]
         verbose_name_plural = "processes"
         permissions = [
             ("view_full_cmdline", "Can see command lines unredacted"),
@@ -425,6 +431,38 @@ class Rollup(models.Model):
             )
         ]
         indexes = [models.Index(fields=["resolution", "bucket"])]
+
+
+class ProcessRollup(models.Model):
+    """One process over one bucket (1 minute or 1 hour) of its host.
+
+    Which processes get one (monitoring.rollups): the top N of the bucket by average
+    CPU and by peak RSS, every GPU user and every watched process. Averages are over
+    the samples the process was in (`samples`), so a process present for part of a
+    bucket is not diluted by the samples it missed."""
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    resolution = models.PositiveIntegerField(choices=Rollup.RESOLUTIONS)
+    bucket = models.DateTimeField()
+    process = models.ForeignKey(Process, models.CASCADE, related_name="rollups")
+    samples = models.PositiveIntegerField()
+    cpu_avg = models.FloatField(null=True)  # % of one core
+    cpu_max = models.FloatField(null=True)
+    rss_avg = models.BigIntegerField(null=True)  # bytes
+    rss_max = models.BigIntegerField(null=True)
+    rss_last = models.BigIntegerField(null=True)
+    threads_max = models.PositiveIntegerField(null=True)
+    read_bps_avg = models.FloatField(null=True)
+    write_bps_avg = models.FloatField(null=True)
+    gpu_memory_max = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "resolution", "bucket", "process"], name="process_rollup_bucket"
+            )
+        ]
+        indexes = [models.Index(fields=["process", "resolution", "bucket"])]
 
 
 class RollupState(models.Model):
