@@ -12,6 +12,7 @@ not stay resident.
 import argparse
 import errno
 import os
+import re
 import secrets
 import signal
 import socket
@@ -160,7 +161,20 @@ def supervise(commands: dict[str, tuple[list[str], tuple]]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, "-m", "ptracker.supervisor", *pids])
 
 
+def split_bind(bind: str, port: int) -> tuple[str, int]:
+    """`--bind` may carry the port too: 0.0.0.0:8080, [::1]:8080 (a bare IPv6
+    address has colons of its own, so it needs the brackets)."""
+    found = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", bind)
+    if not found:
+        return bind.strip("[]"), port
+    address, number = (found[1], found[2]) if found[1] else (found[3], found[4])
+    return address, int(number)
+
+
 def run(args: argparse.Namespace) -> int:
+    args.bind, args.port = split_bind(args.bind, args.port)
+    if not 0 < args.port < 65536:
+        return fail(f"--port must be 1 to 65535, got {args.port}")
     # Settings derive ALLOWED_HOSTS from the address; the web process and the cluster
     # inherit it.
     os.environ["PTRACKER_BIND"] = args.bind
@@ -224,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument(
         "--bind",
         default=os.environ.get("PTRACKER_BIND") or "127.0.0.1",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface), "
+        "optionally with the port: 0.0.0.0:8080",
     )
     run_parser.add_argument("--port", type=int, default=os.environ.get("PTRACKER_PORT", "8000"))
     serve_parser = commands.add_parser(

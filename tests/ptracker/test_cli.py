@@ -79,6 +79,17 @@ def test_run_refuses_a_port_in_use(tmp_path):
     assert not (tmp_path / "ptracker.sqlite3").exists()
 
 
+def test_run_takes_the_port_with_the_address(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = ptracker("run", "--bind", f"127.0.0.1:{port}",
+                          env={"PTRACKER_DATA_DIR": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+
+
 @pytest.mark.django_db
 def test_first_start_creates_an_admin_with_a_random_password(tmp_path):
     message = first_login(tmp_path)
