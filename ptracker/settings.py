@@ -307,7 +307,11 @@ def database() -> dict:
     }
     if url:
         try:
-            config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+            # No persistent connections: under ASGI each request runs in a thread of its
+            # own, and a connection kept for a thread that is gone stays open on the server
+            # until collected (500 agents exhausted PostgreSQL's 100 connections). The
+            # long-lived threads (sampler, ingest writer, schedules) keep theirs anyway.
+            config = dj_database_url.parse(url, conn_max_age=0)
         except Exception as exc:  # the library raises several types for bad URLs
             CONFIG_ERRORS.append(f"DATABASE_URL is not a valid database URL ({exc}).")
             config = sqlite_default
