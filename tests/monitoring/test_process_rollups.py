@@ -1,13 +1,13 @@
 """Process history in the 1-minute and 1-hour tiers (ProcessRollup): the rows equal
 the raw samples' statistics, keep the top N, GPU users and watched processes, are
-replaced when late data re-rolls a bucket."""
+replaced when late data re-rolls a bucket, and expire with their tier."""
 
 import statistics
 from datetime import timedelta
 
 import pytest
 
-from monitoring import ingest, rollups
+from monitoring import ingest, retention, rollups
 from monitoring.models import (
     Process,
     ProcessRollup,
@@ -200,3 +200,29 @@ def test_late_data_rolls_a_bucket_up_again_and_replaces_its_rows(host, settings)
     assert ProcessRollup.objects.count() == 2
     assert row_of(2, 60, T0) == raw_stats(2, T0, T0 + timedelta(minutes=1))
     assert row_of(2, 3600, T0)["samples"] == 12
+
+
+def test_retention_prunes_process_rollups_per_tier_and_keeps_their_processes(host):
+    now = T0 + timedelta(days=400)
+    RollupState.objects.create(host=host, resolution=60, done_until=now)
+    process = Process.objects.create(
+        host=host,
+        pid=5,
+        create_time=now - timedelta(days=40),
+        name="batch-job",
+        first_seen=now - timedelta(days=40),
+        last_seen=now - timedelta(days=3),  # its raw samples are long gone
+    )
+    for resolution, days in ((60, 29), (60, 31), (3600, 364), (3600, 366)):
+        ProcessRollup.objects.create(
+            host=host,
+            process=process,
+            resolution=resolution,
+            bucket=now - timedelta(days=days),
+            samples=12,
+        )
+    counts = retention.prune(now=now, batch=1)
+    assert counts["process_minute_rollups"] == 1 and counts["process_hour_rollups"] == 1
+    ages = sorted((r.resolution, (now - r.bucket).days) for r in ProcessRollup.objects.all())
+    assert ages == [(60, 29), (3600, 364)]
+    assert Process.objects.filter(pk=process.pk).exists()  # its rollups name it
