@@ -1,11 +1,14 @@
 """Process history in the 1-minute and 1-hour tiers (ProcessRollup): the rows equal
 the raw samples' statistics, keep the top N, GPU users and watched processes, are
-replaced when late data re-rolls a bucket, and expire with their tier."""
+replaced when late data re-rolls a bucket, expire with their tier, and an upgrade
+carries the watched processes' old Rollup series over."""
 
 import statistics
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from monitoring import ingest, retention, rollups
 from monitoring.models import (
@@ -226,3 +229,63 @@ def test_retention_prunes_process_rollups_per_tier_and_keeps_their_processes(hos
     ages = sorted((r.resolution, (now - r.bucket).days) for r in ProcessRollup.objects.all())
     assert ages == [(60, 29), (3600, 364)]
     assert Process.objects.filter(pk=process.pk).exists()  # its rollups name it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upgrade_carries_watched_process_series_over(host):
+    before, after = (
+        ("monitoring", "0011_process_history"),
+        ("monitoring", "0012_fill_process_rollups"),
+    )
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([before])
+    try:
+        apps = executor.loader.project_state([before]).apps
+        OldProcess = apps.get_model("monitoring", "Process")
+        OldRollup = apps.get_model("monitoring", "Rollup")
+        process = OldProcess.objects.create(
+            host_id=host.pk, pid=7, create_time=T0, name="train.py", first_seen=T0, last_seen=T0
+        )
+        minute = {
+            "cpu_percent": [20.5, 1.0, 90.0, 3.0, 11],  # missing from one sample of 12
+            "rss": [1.5 * MiB, MiB, 3 * MiB, 2 * MiB],
+            "threads": [4.5, 4, 6, 5],
+            "read_bps": [100.0, 0.0, 400.0, 50.0],
+            "write_bps": [10.0, 0.0, 40.0, 5.0],
+        }
+        hour = {**minute, "gpu_memory": [MiB, 0, 2 * MiB, MiB]}
+        for resolution, values, count in ((60, minute, 12), (3600, hour, 720)):
+            OldRollup.objects.create(
+                host_id=host.pk,
+                resolution=resolution,
+                series=f"process:{process.pk}",
+                bucket=T0,
+                count=count,
+                values=values,
+            )
+        OldRollup.objects.create(  # a process forgotten since: skipped
+            host_id=host.pk,
+            resolution=60,
+            series=f"process:{process.pk + 1000}",
+            bucket=T0,
+            count=12,
+            values=minute,
+        )
+        OldRollup.objects.create(
+            host_id=host.pk, resolution=60, series="host", bucket=T0, count=12, values={}
+        )
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+        rows = {r.resolution: r for r in ProcessRollup.objects.filter(process_id=process.pk)}
+        assert ProcessRollup.objects.count() == 2 and set(rows) == {60, 3600}
+        m, h = rows[60], rows[3600]
+        assert (m.host_id, m.bucket, m.samples, h.samples) == (host.pk, T0, 12, 720)
+        assert (m.cpu_avg, m.cpu_max, h.cpu_avg) == (20.5, 90.0, 20.5)
+        assert (m.rss_avg, m.rss_max, m.rss_last) == (1.5 * MiB, 3 * MiB, 2 * MiB)
+        assert (m.threads_max, m.read_bps_avg, m.write_bps_avg) == (6, 100.0, 10.0)
+        assert (m.gpu_memory_max, h.gpu_memory_max) == (None, 2 * MiB)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
