@@ -9,7 +9,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Min, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from monitoring.models import (
@@ -17,6 +17,7 @@ from monitoring.models import (
     GpuSample,
     HostSample,
     Process,
+    ProcessRollup,
     ProcessSample,
     Retention,
     Rollup,
@@ -51,7 +52,16 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
     if hours["m"]:
         minute_cutoff = min(minute_cutoff, hours["m"])
     hour_cutoff = now - timedelta(days=policy.hour_days)
-    counts = {}
+    counts = {
+        # Before processes, so that forgetting a process cascades to few rows.
+        "process_minute_rollups": delete_in_batches(
+            ProcessRollup.objects.filter(resolution=Rollup.MINUTE, bucket__lt=minute_cutoff),
+            batch,
+        ),
+        "process_hour_rollups": delete_in_batches(
+            ProcessRollup.objects.filter(resolution=Rollup.HOUR, bucket__lt=hour_cutoff), batch
+        ),
+    }
     if raw_cutoff is not None:
         counts["host_samples"] = delete_in_batches(
             HostSample.objects.filter(ts__lt=raw_cutoff), batch
@@ -62,11 +72,14 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
         counts["process_samples"] = delete_in_batches(
             ProcessSample.objects.filter(ts__lt=raw_cutoff), batch
         )
-        # Identities nobody refers to any more: unwatched ones once their raw rows are
-        # gone, watched ones (their rollups name them) after the 1-hour rollups.
+        # Identities nobody refers to any more: unwatched ones without ProcessRollup
+        # rows once their raw rows are gone, the others (their rollups name them)
+        # after the 1-hour rollups.
+        rolled_up = Exists(ProcessRollup.objects.filter(process=OuterRef("pk")))
         counts["processes"] = delete_in_batches(
             Process.objects.filter(
-                Q(watched__isnull=True, last_seen__lt=raw_cutoff) | Q(last_seen__lt=hour_cutoff)
+                Q(~rolled_up, watched__isnull=True, last_seen__lt=raw_cutoff)
+                | Q(last_seen__lt=hour_cutoff)
             ).exclude(samples__ts__gte=raw_cutoff),
             batch,
         )

@@ -4,16 +4,33 @@ Each host has a watermark per resolution (RollupState.done_until). One step roll
 up whole buckets after the watermark and moves it, in one transaction: a crash
 rolls back both, and a bucket rolled up twice is overwritten (upsert), never added
 to, so nothing is ever counted twice.
+
+Besides the Rollup series (host, GPUs, watched processes), each bucket gets
+ProcessRollup rows: one per process of the bucket's top N by average CPU and by
+peak RSS (PTRACKER_ROLLUP_TOP_N), every GPU user and every watched process, from
+all the process samples of the bucket (hours from the minute rows). A bucket rolled
+up again has its ProcessRollup rows deleted and written anew in the same
+transaction, so a process that left the top N with late data leaves the bucket.
 """
 
+import heapq
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from monitoring.models import GpuSample, Host, HostSample, ProcessSample, Rollup, RollupState
+from monitoring.models import (
+    GpuSample,
+    Host,
+    HostSample,
+    ProcessRollup,
+    ProcessSample,
+    Rollup,
+    RollupState,
+)
 
 HOST_METRICS = [
     "cpu_percent",
@@ -102,8 +119,100 @@ def _new_groups():
     return defaultdict(lambda: [0, defaultdict(Stats)])
 
 
-def minute_groups(host: Host, start: datetime, end: datetime) -> dict:
+def _bigger(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
+class ProcessStats:
+    """One process over one bucket, fed raw samples (weight 1) or minute rows (weight:
+    their samples) in time order. Means count only the samples that had the value,
+    so a process present for part of the bucket is not diluted."""
+
+    __slots__ = (
+        "samples",
+        "sums",
+        "counts",
+        "cpu_max",
+        "rss_max",
+        "rss_last",
+        "threads_max",
+        "gpu_max",
+        "watched",
+    )
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.sums = [0.0, 0.0, 0.0, 0.0]  # cpu, rss, read, write
+        self.counts = [0, 0, 0, 0]
+        self.cpu_max = self.rss_max = self.rss_last = self.threads_max = self.gpu_max = None
+        self.watched = False
+
+    def add(self, weight, means, cpu_max, rss_max, rss_last, threads_max, gpu_max) -> None:
+        """means: (cpu, rss, read, write), each None when missing."""
+        self.samples += weight
+        for i, value in enumerate(means):
+            if value is not None:
+                self.sums[i] += value * weight
+                self.counts[i] += weight
+        self.cpu_max = _bigger(self.cpu_max, cpu_max)
+        self.rss_max = _bigger(self.rss_max, rss_max)
+        self.threads_max = _bigger(self.threads_max, threads_max)
+        self.gpu_max = _bigger(self.gpu_max, gpu_max)
+        if rss_last is not None:
+            self.rss_last = rss_last
+
+    def mean(self, i: int) -> float | None:
+        return self.sums[i] / self.counts[i] if self.counts[i] else None
+
+    def row(self, host: Host, resolution: int, bucket: datetime, process_id: int):
+        rss = self.mean(1)
+        return ProcessRollup(
+            host=host,
+            resolution=resolution,
+            bucket=bucket,
+            process_id=process_id,
+            samples=self.samples,
+            cpu_avg=self.mean(0),
+            cpu_max=self.cpu_max,
+            rss_avg=None if rss is None else round(rss),
+            rss_max=self.rss_max,
+            rss_last=self.rss_last,
+            threads_max=self.threads_max,
+            read_bps_avg=self.mean(2),
+            write_bps_avg=self.mean(3),
+            gpu_memory_max=self.gpu_max,
+        )
+
+
+def kept_processes(stats: dict[int, ProcessStats], n: int) -> set[int]:
+    """Of one bucket's processes, those that get a row: the top n by average CPU and
+    by peak RSS, GPU users and watched processes."""
+    keep = {pid for pid, s in stats.items() if s.watched or s.gpu_max}
+    with_cpu = [pid for pid, s in stats.items() if s.counts[0]]
+    keep.update(heapq.nlargest(n, with_cpu, key=lambda pid: stats[pid].mean(0)))
+    with_rss = [pid for pid, s in stats.items() if s.rss_max is not None]
+    keep.update(heapq.nlargest(n, with_rss, key=lambda pid: stats[pid].rss_max))
+    return keep
+
+
+def process_rollup_rows(host: Host, resolution: int, processes: dict) -> list[ProcessRollup]:
+    """processes: bucket -> {process id: ProcessStats}"""
+    n = settings.PTRACKER_ROLLUP_TOP_N
+    rows = []
+    for bucket, stats in processes.items():
+        for pid in sorted(kept_processes(stats, n)):
+            rows.append(stats[pid].row(host, resolution, bucket, pid))
+    return rows
+
+
+def _new_processes():
+    return defaultdict(lambda: defaultdict(ProcessStats))
+
+
+def minute_groups(host: Host, start: datetime, end: datetime) -> tuple[dict, dict]:
+    """(Rollup groups, ProcessRollup stats) of the minutes in [start, end)."""
     groups = _new_groups()
+    processes = _new_processes()
 
     def feed(series, ts, row, metrics):
         group = groups[(series, floor(ts, 60))]
@@ -117,17 +226,23 @@ def minute_groups(host: Host, start: datetime, end: datetime) -> dict:
     gpus = GpuSample.objects.filter(host=host, ts__gte=start, ts__lt=end).order_by("ts")
     for row in gpus.values("ts", "index", *GPU_METRICS).iterator(chunk_size=2000):
         feed(f"gpu:{row['index']}", row["ts"], row, GPU_METRICS)
-    # Watched processes only: the top-N of the moment are kept raw and expire.
-    procs = ProcessSample.objects.filter(
-        host=host, ts__gte=start, ts__lt=end, process__watched__isnull=False
-    ).order_by("ts")
-    for row in procs.values("ts", "process_id", *PROCESS_METRICS).iterator(chunk_size=2000):
-        feed(f"process:{row['process_id']}", row["ts"], row, PROCESS_METRICS)
-    return groups
+    # Every process sample: all feed ProcessRollup; watched ones also their Rollup series.
+    procs = ProcessSample.objects.filter(host=host, ts__gte=start, ts__lt=end).order_by("ts")
+    fields = ("ts", "process_id", "process__watched_id", *PROCESS_METRICS)
+    for row in procs.values_list(*fields).iterator(chunk_size=2000):
+        ts, pid, watched, cpu, rss, threads, read, write, gpu = row
+        stats = processes[floor(ts, 60)][pid]
+        stats.add(1, (cpu, rss, read, write), cpu, rss, rss, threads, gpu)
+        if watched is not None:
+            stats.watched = True
+            feed(f"process:{pid}", ts, dict(zip(fields, row, strict=True)), PROCESS_METRICS)
+    return groups, processes
 
 
-def hour_groups(host: Host, start: datetime, end: datetime) -> dict:
+def hour_groups(host: Host, start: datetime, end: datetime) -> tuple[dict, dict]:
+    """(Rollup groups, ProcessRollup stats) of the hours in [start, end), from minutes."""
     groups = _new_groups()
+    processes = _new_processes()
     minutes = Rollup.objects.filter(
         host=host, resolution=Rollup.MINUTE, bucket__gte=start, bucket__lt=end
     ).order_by("bucket")
@@ -140,7 +255,30 @@ def hour_groups(host: Host, start: datetime, end: datetime) -> dict:
             # values, also for a metric that was missing (None) in some samples.
             stats.add(avg, weight=n[0] if n else r.count, low=low, high=high)
             stats.last = last
-    return groups
+    minute_procs = ProcessRollup.objects.filter(
+        host=host, resolution=Rollup.MINUTE, bucket__gte=start, bucket__lt=end
+    ).order_by("bucket")
+    fields = (
+        "bucket",
+        "process_id",
+        "process__watched_id",
+        "samples",
+        "cpu_avg",
+        "rss_avg",
+        "read_bps_avg",
+        "write_bps_avg",
+        "cpu_max",
+        "rss_max",
+        "rss_last",
+        "threads_max",
+        "gpu_memory_max",
+    )
+    for row in minute_procs.values_list(*fields).iterator(chunk_size=2000):
+        bucket, pid, watched, samples, *means = row[:8]
+        stats = processes[floor(bucket, 3600)][pid]
+        stats.add(samples, means, *row[8:])
+        stats.watched = stats.watched or watched is not None
+    return groups, processes
 
 
 def _first_data(host: Host, resolution: int) -> datetime | None:
@@ -172,7 +310,8 @@ def _next_data(host: Host, resolution: int, after: datetime) -> datetime | None:
 
 def reopen(host: Host, ts: datetime) -> None:
     """A sample at `ts` arrived behind the watermarks: move them back so its buckets
-    are rolled up again (upserts: the redone buckets replace the old ones)."""
+    are rolled up again (upserts, and ProcessRollup rows deleted and written anew:
+    the redone buckets replace the old ones)."""
     minute, hour = floor(ts, Rollup.MINUTE), floor(ts, Rollup.HOUR)
     RollupState.objects.filter(
         Q(resolution=Rollup.MINUTE, done_until__gt=minute)
@@ -204,14 +343,28 @@ def roll_up_host(host: Host, resolution: int, now: datetime | None = None) -> in
         if start >= end:
             end = limit
         with transaction.atomic():
-            rows = _rollup_rows(host, resolution, grouper(host, start, end))
+            groups, processes = grouper(host, start, end)
+            rows = _rollup_rows(host, resolution, groups)
             _upsert(rows)
+            process_rows = process_rollup_rows(host, resolution, processes)
+            _replace_process_rollups(host, resolution, {b for _, b in groups} | set(processes))
+            ProcessRollup.objects.bulk_create(process_rows, batch_size=1000)
             RollupState.objects.update_or_create(
                 host=host, resolution=resolution, defaults={"done_until": end}
             )
-        written += len(rows)
+        written += len(rows) + len(process_rows)
         start = end
     return written
+
+
+def _replace_process_rollups(host: Host, resolution: int, buckets: set[datetime]) -> None:
+    """Delete the ProcessRollup rows of the buckets about to be written: a bucket rolled
+    up again (late data) keeps only the processes its new top N selects. Only buckets
+    that have data now: one whose raw samples are already pruned keeps its rows."""
+    if buckets:
+        ProcessRollup.objects.filter(
+            host=host, resolution=resolution, bucket__in=sorted(buckets)
+        ).delete()
 
 
 def roll_up(now: datetime | None = None) -> int:

@@ -248,6 +248,9 @@ PTRACKER_PUBLIC_API_DOCS = envbool("PTRACKER_PUBLIC_API_DOCS")
 PTRACKER_SAMPLE_INTERVAL = envint("PTRACKER_SAMPLE_INTERVAL", 5, 1, 60, " seconds")
 # Processes stored per sample: the top N by CPU and the top N by memory (plus watched ones).
 PTRACKER_TOP_N = envint("PTRACKER_TOP_N", 25, 1, 1000)
+# Processes kept per 1-minute and 1-hour rollup bucket: the top N by average CPU and the
+# top N by peak memory (plus GPU users and watched ones).
+PTRACKER_ROLLUP_TOP_N = envint("PTRACKER_ROLLUP_TOP_N", 10, 1, 1000)
 # A sampler task samples for this long, then hands over to a fresh task (see monitoring.tasks).
 PTRACKER_SAMPLER_SHIFT = envint("PTRACKER_SAMPLER_SHIFT", 300, 10, 3600, " seconds")
 # /debug/monitor/*: ptracker's own process tree, on demand (admins only when on).
