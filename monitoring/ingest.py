@@ -26,6 +26,7 @@ from monitoring.models import (
     ProcessSample,
     Service,
 )
+from monitoring.programs import program_key
 from monitoring.sampling import Batch, ProcessRow
 
 log = logging.getLogger(__name__)
@@ -336,6 +337,10 @@ def _identities(host: Host, batch: Batch) -> dict[tuple[int, datetime], Process]
             "username": row.username[:100],
         }
         changed = {f: v for f, v in changed.items() if getattr(process, f) != v}
+        if changed.keys() & {"name", "exe", "cmdline"} or not process.program:
+            changed["program"] = program_key(row.name, row.exe, row.cmdline)
+            if changed["program"] == process.program:
+                del changed["program"]
         if changed:
             for f, v in changed.items():
                 setattr(process, f, v)
@@ -351,6 +356,7 @@ def _identities(host: Host, batch: Batch) -> dict[tuple[int, datetime], Process]
             cmdline=row.cmdline,
             username=row.username[:100],
             watched_id=row.watched_id,
+            program=program_key(row.name, row.exe, row.cmdline),
             first_seen=batch.ts,
             last_seen=batch.ts,
         )

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Avg, Max
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -30,11 +31,14 @@ from monitoring.models import (
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
 from monitoring.process_table import select
+from monitoring.programs import group_by_program
 from monitoring.tasks import sampler_status
 
 audit = logging.getLogger("ptracker.audit")  # who saw what secrets
 
 PAGE_SIZE = 50
+RUNS = 20  # runs of a program on the process page
+VIEWS = ("table", "tree", "programs")  # of the process table
 RANGES = [("live", "Live"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h"), ("7d", "7 d"),
           ("30d", "30 d")]  # fmt: skip
 
@@ -164,22 +168,39 @@ def process_table(host: Host, params, reader) -> dict:
     query = {k: params.get(k, "").strip() for k in ("q", "user", "pid")}
     sort = params.get("sort") or "-cpu"
     view = params.get("view") or "table"
+    program = params.get("program", "").strip()
     context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
+    context["program"] = program
     rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, None
     try:
-        if view not in ("table", "tree"):
-            raise BadParameter("view", "view must be table or tree")
+        if view not in VIEWS:
+            raise BadParameter("view", f"view must be {', '.join(VIEWS[:-1])} or {VIEWS[-1]}")
         number = _page_number(params)
         at = parse_time(params["at"], "at") if params.get("at") else None
         selection = select(host, at=at, sort=sort, reader=reader, **query)
         rows, context["ts"] = selection.rows, selection.ts
+        if program:
+            rows = rows.filter(process__program=program)
     except BadParameter as exc:
         context["error"], number = str(exc), 1
     if view == "tree":
         context["tree"] = process_tree(list(rows))
+    elif view == "programs":
+        context["programs"] = program_groups(rows, sort, reader)
     else:
         context["page"] = Paginator(rows, PAGE_SIZE).get_page(number)
     return context
+
+
+def program_groups(rows, sort: str, reader) -> list:
+    """The rows of one moment grouped by program, each with the program as `reader` may
+    see it (`shown`) and whether the table may be filtered to it by a link (`link`: not
+    when the link itself would carry what redaction hides)."""
+    groups = group_by_program(rows, sort)
+    for group in groups:
+        group.shown = redaction.cmdline_for(reader, group.program)
+        group.link = group.shown == group.program
+    return groups
 
 
 def _page_number(params) -> int:
@@ -225,14 +246,23 @@ def host_processes(request, host_id: int):
 @login_required
 def process_detail(request, process_id: int):
     process = get_process_for_user(request.user, process_id)
-    runs = []
-    if process.watched_id:
-        runs = Process.objects.filter(host=process.host_id, watched=process.watched_id).order_by(
-            "-create_time"
-        )[:20]
+    runs = program_runs(process)
     context = {
         **process_facts_context(process),
-        "runs": runs,
+        "runs": runs if len(runs) > 1 else [],
+        "runs_program": process.program or (process.watched.name if process.watched else ""),
+        "runs_data": [
+            {
+                "pid": r.pid,
+                "started": r.create_time.timestamp() * 1000,
+                "cpu_avg": r.cpu_avg,
+                "rss_max": r.rss_max,
+                "current": r.pk == process.pk,
+            }
+            for r in reversed(runs)  # oldest first, as a chart reads
+        ]
+        if len(runs) > 1
+        else None,
         "export_to": process.last_seen + timedelta(seconds=1),
         "ranges": RANGES[1:],
         "page_data": {
@@ -248,6 +278,35 @@ def process_detail(request, process_id: int):
     }
     context["live_possible"] = process.exited_at is None and _local_and_alive(process)
     return render(request, "monitoring/process_detail.html", context)
+
+
+def program_runs(process: Process, limit: int = RUNS) -> list[Process]:
+    """The latest `limit` runs of the process's program on its host, newest first, this
+    one among them, each with `cpu_avg` and `rss_max` over its raw samples (None when
+    none are kept). A process without a program has its watch's runs, if any.
+
+    Two queries: the runs (index host, program), and one aggregate over the samples of
+    those runs alone (index process, ts), which raw retention keeps bounded."""
+    if process.program:
+        runs = Process.objects.filter(host=process.host_id, program=process.program)
+    elif process.watched_id:
+        runs = Process.objects.filter(host=process.host_id, watched=process.watched_id)
+    else:
+        return [process]
+    runs = list(runs.order_by("-create_time", "-pk")[:limit])
+    if process.pk not in {r.pk for r in runs}:
+        runs = sorted([*runs[: limit - 1], process], key=lambda r: r.create_time, reverse=True)
+    stats = {
+        row["process_id"]: row
+        for row in ProcessSample.objects.filter(process__in=[r.pk for r in runs])
+        .values("process_id")
+        .annotate(cpu_avg=Avg("cpu_percent"), rss_max=Max("rss"))
+        .order_by()
+    }
+    for run in runs:
+        row = stats.get(run.pk, {})
+        run.cpu_avg, run.rss_max = row.get("cpu_avg"), row.get("rss_max")
+    return runs
 
 
 @require_GET

@@ -67,6 +67,9 @@ class ProcessSerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name")
     watched = serializers.CharField(source="watched.name", default=None, allow_null=True)
     cmdline = CmdlineField()
+    # Shared by every run of the same program (see monitoring.programs); redacted as
+    # the command line it comes from.
+    program = CmdlineField(read_only=True)
 
     class Meta:
         model = Process
@@ -80,6 +83,7 @@ class ProcessSerializer(serializers.ModelSerializer):
             "name",
             "exe",
             "cmdline",
+            "program",
             "username",
             "watched",
             "first_seen",

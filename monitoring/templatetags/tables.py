@@ -6,7 +6,7 @@ from django import template
 from django.utils.html import format_html
 
 register = template.Library()
-KEPT = ("sort", "q", "user", "pid", "at", "view")
+KEPT = ("sort", "q", "user", "pid", "at", "view", "program")
 
 
 @register.simple_tag

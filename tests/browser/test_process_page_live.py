@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from monitoring import ingest
 from monitoring.models import Host, Process
-from tests.browser.conftest import why_no_browser
+from tests.browser.conftest import wait_until, why_no_browser
 from tests.conftest import batch, proc
 
 if why_no_browser():
@@ -54,3 +54,19 @@ def test_the_page_loads_its_favicon(page, fast_host):
     expect(page.locator("link[rel=icon]")).to_have_attribute("href", "/static/favicon.svg")
     page.wait_for_timeout(500)
     assert icons and all(status == 200 for _, status in icons)
+
+
+def test_the_process_page_charts_the_runs_of_its_program(page, fast_host):
+    # an earlier run of the same program, an hour before, gone since
+    earlier = proc(4100, STARTED - 3600, name="python3", cpu_percent=150.0, rss=2**30,
+                   cmdline="/usr/bin/python3 train.py --epochs 9")  # fmt: skip
+    ingest.store(fast_host, batch(timezone.now() - timedelta(minutes=50), [earlier]))
+    ingest.store(fast_host, batch(timezone.now(), [trainer(2, 50.0)]))
+    process = Process.objects.get(pid=4242)
+    page.goto(f"/processes/{process.pk}/")
+    runs = page.locator("#runs tbody tr")
+    expect(runs).to_have_count(2)
+    expect(runs.first).to_have_class("current")
+    bars = "() => Chart.getChart(document.querySelector('#chart-runs canvas')).data.datasets"
+    wait_until(page, bars + "[0].data.length === 2")
+    assert page.evaluate(bars + ".map(d => d.data)") == [[2**30, 10 * 2**20], [150.0, 27.5]]

@@ -134,13 +134,12 @@ def test_the_process_page_lists_runs_of_a_watched_command(alice_client, host, no
     watch = WatchedProcess.objects.create(name="trainer", pattern="train")
     for pid, started in ((10, 3), (11, 2)):
         ct = (now - timedelta(hours=started)).timestamp()
-        ingest.store(
-            host,
-            batch(now - timedelta(hours=started), [proc(pid, create_time=ct, watched_id=watch.id)]),
-        )
+        row = proc(pid, create_time=ct, watched_id=watch.id, cmdline=f"python3 train.py {pid}")
+        ingest.store(host, batch(now - timedelta(hours=started), [row]))
     latest = Process.objects.get(pid=11)
     html = alice_client.get(f"/processes/{latest.pk}/").content.decode()
-    assert "Runs of “trainer”" in html and html.count("<tr") >= 3
+    assert "Runs of this program" in html and "<code>python3 train.py</code>" in html
+    assert html.count("<tr") >= 3
 
 
 def test_the_process_page_needs_login_and_a_real_id(alice_client, sampled):

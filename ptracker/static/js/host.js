@@ -96,7 +96,7 @@ document.addEventListener("DOMContentLoaded", function () {
 
   // --- the process table ----------------------------------------------------------
   const tableBox = document.getElementById("processes");
-  const TABLE_KEYS = ["at", "sort", "q", "user", "pid", "view", "page"];
+  const TABLE_KEYS = ["at", "sort", "q", "user", "pid", "view", "program", "page"];
   let tableParams = new URLSearchParams(location.search);
   PT.range.OWN.forEach(function (k) { tableParams.delete(k); });
   let tableBusy = false, tableLoaded = Date.now();
@@ -132,7 +132,7 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   tableBox.addEventListener("click", function (event) {
-    const link = event.target.closest("a[data-sort], a[data-page], a[data-latest]");
+    const link = event.target.closest("a[data-sort], a[data-page], a[data-latest], a[data-table]");
     if (!link) return;
     event.preventDefault();
     tableParams = new URL(link.href).searchParams;

@@ -65,6 +65,10 @@ document.addEventListener("DOMContentLoaded", function () {
     ? setInterval(refresh, Math.max(page.interval, 2) * 1000)
     : null;
 
+  // Runs of the same program: average CPU and peak memory of each, oldest first.
+  const runsData = document.getElementById("runs-data");
+  if (runsData) runsChart(JSON.parse(runsData.textContent));
+
   const liveButton = document.getElementById("load-live");
   if (liveButton) {
     const out = document.getElementById("live-output");
@@ -84,3 +88,49 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 });
+
+function runsChart(runs) {
+  const figure = document.getElementById("chart-runs");
+  const style = getComputedStyle(document.documentElement);
+  const text = style.getPropertyValue("--muted").trim(), grid = style.getPropertyValue("--line").trim();
+  const labels = runs.map(function (r) { return "pid " + r.pid + " · " + PT.time(r.started); });
+  const chart = new Chart(figure.querySelector("canvas"), {
+    type: "bar",
+    data: {
+      labels: labels,
+      datasets: [
+        { label: "Peak memory", unit: "bytes", yAxisID: "y", backgroundColor: "#2f6fde",
+          data: runs.map(function (r) { return r.rss_max; }) },
+        { label: "Average CPU", unit: "%", yAxisID: "y1", backgroundColor: "#e0731b",
+          data: runs.map(function (r) { return r.cpu_avg; }) },
+      ],
+    },
+    options: {
+      animation: false, responsive: true, maintainAspectRatio: false,
+      scales: {
+        x: { ticks: { color: text, maxRotation: 0, autoSkipPadding: 16,
+          callback: function (value, i) { return runs[i].current ? "this run" : "pid " + runs[i].pid; } },
+          grid: { color: grid } },
+        y: { position: "left", beginAtZero: true, grid: { color: grid },
+          ticks: { color: text, callback: function (value) { return PT.format(value, "bytes"); } } },
+        y1: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
+          ticks: { color: text, callback: function (value) { return PT.format(value, "%"); } } },
+      },
+      plugins: {
+        legend: { labels: { color: text, boxWidth: 12 } },
+        tooltip: { callbacks: {
+          label: function (ctx) { return ctx.dataset.label + ": " + PT.format(ctx.parsed.y, ctx.dataset.unit); },
+        } },
+      },
+    },
+  });
+  document.addEventListener("pt:theme", function () {
+    const s = getComputedStyle(document.documentElement);
+    const t = s.getPropertyValue("--muted").trim(), g = s.getPropertyValue("--line").trim();
+    ["x", "y", "y1"].forEach(function (k) { chart.options.scales[k].ticks.color = t; });
+    chart.options.scales.x.grid.color = g;
+    chart.options.scales.y.grid.color = g;
+    chart.options.plugins.legend.labels.color = t;
+    chart.update("none");
+  });
+}
