@@ -288,7 +288,7 @@ class Process(models.Model):
         ]
         indexes = [
             models.Index(fields=["host", "last_seen"]),
-            models.Index(fields=["host", "program"]),
+            models.Index(fields=["host", "program", "create_time"]),  # a program's runs
         ]
         verbose_name_plural = "processes"
         permissions = [

@@ -43,7 +43,9 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="process",
-            index=models.Index(fields=["host", "program"], name="monitoring__host_id_ad41f2_idx"),
+            index=models.Index(
+                fields=["host", "program", "create_time"], name="monitoring__host_id_f332e2_idx"
+            ),
         ),
         migrations.AddField(
             model_name="processrollup",

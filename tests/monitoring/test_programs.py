@@ -180,8 +180,8 @@ def test_the_ingest_fills_the_program_of_a_known_process_stored_without_one(host
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_fills_the_program_of_stored_processes(monkeypatch):
     before, after = (
-        ("monitoring", "0011_process_history"),
-        ("monitoring", "0012_fill_process_program"),
+        ("monitoring", "0012_fill_process_rollups"),
+        ("monitoring", "0013_fill_process_program"),
     )
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes("monitoring")
@@ -198,7 +198,7 @@ def test_the_migration_fills_the_program_of_stored_processes(monkeypatch):
                        cmdline=commands[pid % 3], first_seen=now, last_seen=now)
             for pid in range(1, 8)
         )  # fmt: skip
-        fill = importlib.import_module("monitoring.migrations.0012_fill_process_program")
+        fill = importlib.import_module("monitoring.migrations.0013_fill_process_program")
         monkeypatch.setattr(fill, "BATCH", 3)  # several batches
         executor = MigrationExecutor(connection)
         executor.migrate([after])

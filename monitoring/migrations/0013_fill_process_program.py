@@ -31,7 +31,7 @@ def fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("monitoring", "0011_process_history"),
+        ("monitoring", "0012_fill_process_rollups"),
     ]
 
     operations = [
