@@ -158,14 +158,15 @@ def host_detail(request, host_id: int):
 
 
 def process_table(host: Host, params, reader) -> dict:
-    """Context of the process table: the latest sample, or the last one at or before `at`,
-    as `reader` (a user) may see it. A bad parameter leaves the table empty, with
-    `error` saying what is wrong."""
+    """Context of the process table: the latest sample, or the moment `at` from the
+    finest tier that holds it (`tier`, `label`), as `reader` (a user) may see it. A bad
+    parameter leaves the table empty, with `error` saying what is wrong."""
     query = {k: params.get(k, "").strip() for k in ("q", "user", "pid")}
     sort = params.get("sort") or "-cpu"
     view = params.get("view") or "table"
     context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
     rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, None
+    context["tier"], context["label"] = "raw", ""
     try:
         if view not in ("table", "tree"):
             raise BadParameter("view", "view must be table or tree")
@@ -173,6 +174,7 @@ def process_table(host: Host, params, reader) -> dict:
         at = parse_time(params["at"], "at") if params.get("at") else None
         selection = select(host, at=at, sort=sort, reader=reader, **query)
         rows, context["ts"] = selection.rows, selection.ts
+        context["tier"], context["label"] = selection.tier, selection.label
     except BadParameter as exc:
         context["error"], number = str(exc), 1
     if view == "tree":
