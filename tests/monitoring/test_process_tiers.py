@@ -8,7 +8,10 @@ the rollup job would leave them after pruning."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
+import schemathesis
 from django.utils import timezone
+from schemathesis.core.transport import Response
 
 from monitoring.models import (
     HostSample,
@@ -261,3 +264,22 @@ def test_older_watched_history_kept_as_json_rollups_still_reads(api, host, now):
     metric = f"process:{p.pk}:cpu_percent"
     body = timeseries(api, host, metric, now - timedelta(days=30), now)
     assert [v for _, v in body["series"][0]["points"] if v is not None] == [7.0, 7.0, 30.0]
+
+
+@pytest.mark.parametrize("moment", ["raw", "3 weeks", "3 months"])
+def test_each_tier_answers_as_the_schema_documents(api, host, history, moment):
+    document = api.get("/api/schema/", headers={"Accept": "application/json"}).json()
+    schema = schemathesis.openapi.from_dict(document)
+    operation = schema["/api/v1/hosts/{host_id}/processes"]["GET"]
+    url = f"http://testserver/api/v1/hosts/{host.pk}/processes"
+    response = api.get(url, {"at": history[moment].isoformat()})
+    assert response.status_code == 200
+    answer = Response(
+        status_code=200,
+        headers={"content-type": [response["Content-Type"]]},
+        content=response.content,
+        request=requests.Request("GET", url).prepare(),
+        elapsed=0.0,
+        verify=True,
+    )
+    operation.validate_response(answer)  # raises naming what is off the schema
