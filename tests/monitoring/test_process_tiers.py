@@ -283,3 +283,15 @@ def test_each_tier_answers_as_the_schema_documents(api, host, history, moment):
         verify=True,
     )
     operation.validate_response(answer)  # raises naming what is off the schema
+
+
+def test_the_tree_view_of_a_rollup_tier_sums_subtrees(alice_client, host, history):
+    # trainer (pid 200) and backup (300) both have ppid None: two roots.
+    Process.objects.filter(pid=300).update(ppid=200)
+    params = {"at": history["3 weeks"].isoformat(), "view": "tree"}
+    response = alice_client.get(f"/hosts/{host.pk}/processes", params)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "1-minute averages, peaks" in html
+    assert "130.0 %" in html  # subtree CPU: trainer's 80 and backup's 50
+    assert "5.0 GiB" in html  # subtree memory: the peaks, 2 GiB and 3 GiB
