@@ -151,7 +151,7 @@ class MomentPages(ProcessPages):
         paged = super().get_paginated_response_schema(schema)
         moment = {
             "tier": {"type": "string", "enum": list(TIERS)},
-            "label": {"type": "string", "enum": list(TIERS.values())},
+            "label": {"type": "string", "example": TIERS["minute"]},
             "ts": {"type": "string", "format": "date-time", "nullable": True},
         }
         return {
