@@ -1,9 +1,11 @@
 """Time series of any host, GPU or process metric, at a resolution a chart can draw.
 
 A request names metrics and a range. The source tier is the finest one that
-retention still covers and that needs at most MAX_ROWS rows per series (raw samples,
-then 1-minute, then 1-hour rollups); its rows are then averaged (or min/max'ed) into
-steps so that no series has more than MAX_POINTS points.
+retention still covers and that needs at most MAX_ROWS rows per series (raw samples),
+or spans at most MAX_MINUTE_SPAN (1-minute rollups), else 1-hour rollups; its rows
+are then averaged (or min/max'ed) into steps so that no series has more than
+MAX_POINTS points. A process's rollups are its ProcessRollup rows: any process that
+was ever in a bucket's top N has history for as long as that tier is kept.
 
 Metric names: "cpu_percent" (host), "cpu:<n>" (core n, from raw samples only: per-core
 values are not rolled up), "gpu:<index>:utilization", "process:<id>:rss".
@@ -20,6 +22,7 @@ from monitoring.models import (
     GpuSample,
     Host,
     HostSample,
+    ProcessRollup,
     ProcessSample,
     Retention,
     Rollup,
@@ -29,7 +32,10 @@ from monitoring.params import BadParameter, parse_id, whole_number
 from monitoring.rollups import Stats, floor
 
 MAX_POINTS = 1000
-MAX_ROWS = 12_000  # rows read per series: 16 h of 5-second samples, 8 days of minutes
+MAX_ROWS = 12_000  # raw rows read per series: 16 h of 5-second samples
+# Longer ranges read hours: 3 days of minutes is already 4,320 rows per series for
+# some 860 points; a week would be 10,080 rows, where hours give 168 points.
+MAX_MINUTE_SPAN = timedelta(days=3)
 MAX_SERIES = 200  # per request; the host page asks for 8 + 4 per GPU
 MAX_GPU_INDEX = 2**15 - 1  # GpuSample.index is a small integer
 MAX_CORE = 4095
@@ -79,6 +85,16 @@ PROCESS_METRICS = {
     ]
 }
 AGGREGATES = {"avg": 0, "min": 1, "max": 2}
+# A process metric's columns in ProcessRollup: (the line, the peak). No minimum is
+# kept: min over a rollup tier is the lowest average.
+PROCESS_ROLLUP_COLUMNS = {
+    "cpu_percent": ("cpu_avg", "cpu_max"),
+    "rss": ("rss_avg", "rss_max"),
+    "threads": ("threads_max", "threads_max"),
+    "read_bps": ("read_bps_avg", "read_bps_avg"),
+    "write_bps": ("write_bps_avg", "write_bps_avg"),
+    "gpu_memory": ("gpu_memory_max", "gpu_memory_max"),
+}
 
 
 @dataclass(frozen=True)
@@ -126,7 +142,7 @@ def choose_tier(host: Host, start: datetime, end: datetime, now: datetime) -> in
     interval = max(host.sample_interval, 1)
     if start >= now - timedelta(hours=policy.raw_hours) and span / interval <= MAX_ROWS:
         return 0  # raw
-    if start >= now - timedelta(days=policy.minute_days) and span / 60 <= MAX_ROWS:
+    if start >= now - timedelta(days=policy.minute_days) and end - start <= MAX_MINUTE_SPAN:
         return Rollup.MINUTE
     return Rollup.HOUR
 
@@ -163,7 +179,39 @@ def _raw_rows(host: Host, series: list[Series], start, end):
                 yield ts, s.name, value, value, value, 1
 
 
+def _process_rollup_rows(host: Host, series: list[Series], start, end, resolution: int):
+    """(bucket, series name, avg, low, high, n) from the processes' ProcessRollup rows,
+    in bucket order."""
+    by_process: dict[int, list[Series]] = {}
+    for s in series:
+        by_process.setdefault(s.key, []).append(s)
+    columns = list(dict.fromkeys(c for m in PROCESS_ROLLUP_COLUMNS.values() for c in m))
+    rows = (
+        ProcessRollup.objects.filter(
+            host=host,
+            resolution=resolution,
+            process_id__in=list(by_process),
+            bucket__gte=floor(start, resolution),
+            bucket__lt=end,
+        )
+        .order_by("bucket")
+        .values_list("bucket", "process_id", "samples", *columns)
+    )
+    for bucket, process_id, samples, *values in rows.iterator(chunk_size=5000):
+        row = dict(zip(columns, values, strict=True))
+        for s in by_process[process_id]:
+            line, peak = PROCESS_ROLLUP_COLUMNS[s.metric.field]
+            yield bucket, s.name, row[line], None, row[peak], samples
+
+
 def _rollup_rows(host: Host, series: list[Series], start, end, resolution: int):
+    processes = [s for s in series if s.source == "process"]
+    # Buckets rolled up before ProcessRollup existed hold watched processes only, as
+    # JSON Rollup rows: read those up to each process's first ProcessRollup bucket.
+    first: dict[str, datetime] = {}
+    for row in _process_rollup_rows(host, processes, start, end, resolution):
+        first.setdefault(row[1], row[0])
+        yield row
     names = {}
     for s in series:
         names.setdefault(s.rollup_series, []).append(s)
@@ -180,6 +228,8 @@ def _rollup_rows(host: Host, series: list[Series], start, end, resolution: int):
     )
     for bucket, name, count, values in rows.iterator(chunk_size=5000):
         for s in names[name]:
+            if s.source == "process" and s.name in first and bucket >= first[s.name]:
+                continue
             stats = values.get(s.metric.field)
             if stats:
                 n = stats[4] if len(stats) > 4 else count

@@ -162,9 +162,9 @@ def host_detail(request, host_id: int):
 
 
 def process_table(host: Host, params, reader) -> dict:
-    """Context of the process table: the latest sample, or the last one at or before `at`,
-    as `reader` (a user) may see it. A bad parameter leaves the table empty, with
-    `error` saying what is wrong."""
+    """Context of the process table: the latest sample, or the moment `at` from the
+    finest tier that holds it (`tier`, `label`), as `reader` (a user) may see it. A bad
+    parameter leaves the table empty, with `error` saying what is wrong."""
     query = {k: params.get(k, "").strip() for k in ("q", "user", "pid")}
     sort = params.get("sort") or "-cpu"
     view = params.get("view") or "table"
@@ -172,6 +172,7 @@ def process_table(host: Host, params, reader) -> dict:
     context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
     context["program"] = program
     rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, None
+    context["tier"], context["label"] = "raw", ""
     try:
         if view not in VIEWS:
             raise BadParameter("view", f"view must be {', '.join(VIEWS[:-1])} or {VIEWS[-1]}")
@@ -181,6 +182,7 @@ def process_table(host: Host, params, reader) -> dict:
         rows, context["ts"] = selection.rows, selection.ts
         if program:
             rows = rows.filter(process__program=program)
+        context["tier"], context["label"] = selection.tier, selection.label
     except BadParameter as exc:
         context["error"], number = str(exc), 1
     if view == "tree":
@@ -272,7 +274,8 @@ def process_detail(request, process_id: int):
             "first_seen": process.first_seen.timestamp() * 1000,
             "last_seen": process.last_seen.timestamp() * 1000,
             # No GPU memory chart for a process that never held any.
-            "gpu": process.samples.filter(gpu_memory__gt=0).exists(),
+            "gpu": process.samples.filter(gpu_memory__gt=0).exists()
+            or process.rollups.filter(gpu_memory_max__gt=0).exists(),
             "timeseries": reverse("api-timeseries", args=[process.host_id]),
         },
     }

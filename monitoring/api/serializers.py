@@ -117,6 +117,8 @@ class ProcessSampleSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="process.username")
     cmdline = CmdlineField(source="process.cmdline")
     watched = serializers.BooleanField(source="process.watched_id", allow_null=True)
+    # Null in rows of a rollup tier (process_table.select), which keep no status.
+    status = serializers.CharField(allow_null=True)
 
     class Meta:
         model = ProcessSample

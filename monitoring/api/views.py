@@ -26,7 +26,7 @@ from monitoring.api.serializers import (
 )
 from monitoring.models import Event, Host, HostSample, Process
 from monitoring.params import MAX_ID, BadParameter, parse_id, parse_time, time_range, whole_number
-from monitoring.process_table import SORTS, select
+from monitoring.process_table import SORTS, TIERS, select
 from monitoring.redaction import may_see_full_cmdline
 from monitoring.views import filter_events, get_host_for_user, get_process_for_user
 
@@ -128,12 +128,48 @@ class ProcessPages(PageNumberPagination):
         return min(whole_number(size, self.page_size_query_param, 1), self.max_page_size)
 
 
+class MomentPages(ProcessPages):
+    """Pages of the processes of one moment, saying which: `ts` (the sample, or the
+    start of the rollup bucket), `tier` and its `label` (see process_table.TIERS).
+    The view hands over its process_table.Selection as `selection`."""
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.selection = view.selection
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        moment = {
+            "tier": self.selection.tier,
+            "label": self.selection.label,
+            "ts": self.selection.ts,
+        }
+        response.data = {**moment, **response.data}
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        paged = super().get_paginated_response_schema(schema)
+        moment = {
+            "tier": {"type": "string", "enum": list(TIERS)},
+            "label": {"type": "string", "example": TIERS["minute"]},
+            "ts": {"type": "string", "format": "date-time", "nullable": True},
+        }
+        return {
+            **paged,
+            "required": [*paged["required"], *moment],
+            "properties": {**moment, **paged["properties"]},
+        }
+
+
 class HostProcesses(ListAPIView):
     """The processes of a host at a moment (`at`; default the newest sample), sorted
-    and filtered like the dashboard's table."""
+    and filtered like the dashboard's table, from the finest tier that still holds
+    the moment: raw samples, else 1-minute, else 1-hour rollups (`tier`, `label`).
+    In a rollup tier cpu_percent, read_bps and write_bps are the bucket's averages,
+    rss, threads and gpu_memory its peaks, and vms, mem_percent and status null."""
 
     serializer_class = ProcessSampleSerializer
-    pagination_class = ProcessPages
+    pagination_class = MomentPages
 
     @extend_schema(
         parameters=[
@@ -162,7 +198,7 @@ class HostProcesses(ListAPIView):
         host = get_host_for_user(self.request.user, self.kwargs["host_id"])
         params = self.request.query_params
         at = parse_time(params["at"], "at") if params.get("at") else None
-        return select(
+        self.selection = select(
             host,
             at=at,
             q=params.get("q", ""),
@@ -170,7 +206,8 @@ class HostProcesses(ListAPIView):
             pid=params.get("pid", ""),
             sort=params.get("sort") or "-cpu",
             reader=self.request.user,
-        ).rows
+        )
+        return self.selection.rows
 
 
 @extend_schema(responses=answers(ProcessSerializer, 404))
