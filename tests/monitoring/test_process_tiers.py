@@ -295,3 +295,31 @@ def test_the_tree_view_of_a_rollup_tier_sums_subtrees(alice_client, host, histor
     assert "1-minute averages, peaks" in html
     assert "130.0 %" in html  # subtree CPU: trainer's 80 and backup's 50
     assert "5.0 GiB" in html  # subtree memory: the peaks, 2 GiB and 3 GiB
+
+
+def test_a_process_top_only_in_one_minute_3_days_ago_is_found_after_its_raw_samples_go(
+    api, host, settings, now
+):
+    """The whole path: raw batches stored, rolled up, the raw tier pruned; then the API
+    at T answers from the minute's rollup with the raw statistics of that minute."""
+    from monitoring import ingest, retention, rollups
+    from tests.conftest import batch, proc
+
+    settings.PTRACKER_ROLLUP_TOP_N = 1
+    minute = floor(now - timedelta(days=3), Rollup.MINUTE)
+    for i in range(12):  # one minute of 5 s ticks: web is busy throughout
+        procs = [proc(10, name="web", cpu_percent=20.0 + i, rss=GIB)]
+        if i in (4, 5, 6):  # a short spike, busier than web while it lasts
+            procs.append(proc(20, name="spike", cpu_percent=100.0 * (i - 3), rss=GIB // 4))
+        ingest.store(host, batch(minute + timedelta(seconds=5 * i), procs), hooks=False)
+    rollups.roll_up(now)
+    retention.prune(now)
+    assert not ProcessSample.objects.filter(ts__lt=now - timedelta(hours=48)).exists()
+
+    body = api_processes(api, host, minute + timedelta(seconds=30), sort="-cpu")
+    assert body["tier"] == "minute"
+    by_name = {row["name"]: row for row in body["results"]}
+    # Top 1 by average CPU is spike (200 over its 3 samples), top 1 by peak RSS is web.
+    assert set(by_name) == {"spike", "web"}
+    assert by_name["spike"]["cpu_percent"] == pytest.approx(200.0)
+    assert by_name["web"]["cpu_percent"] == pytest.approx(25.5)
