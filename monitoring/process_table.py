@@ -91,28 +91,29 @@ def moment(host: Host, at=None) -> Selection:
     if at is not None:
         samples = samples.filter(ts__lte=at)
     ts = samples.order_by("-ts").values_list("ts", flat=True).first()
+    if ts is None and at is None:
+        # A host silent for longer than raw samples are kept: its last known processes.
+        for tier in ("minute", "hour"):
+            selection = _rollup_moment(host, None, tier)
+            if selection is not None:
+                return selection
     rows = ProcessSample.objects.filter(host=host, ts=ts).select_related("process")
     return Selection(ts=ts, rows=rows)
 
 
-def _rollup_moment(host: Host, at: datetime, tier: str) -> Selection | None:
-    """The latest bucket of `tier` at or before `at`, if one has rows near `at`.
+def _rollup_moment(host: Host, at: datetime | None, tier: str) -> Selection | None:
+    """The latest bucket of `tier` at or before `at`, if one has rows near `at` (with
+    no `at`, the latest bucket of all).
 
     Its rows carry the raw samples' column names, each meaning what the table means by
     it: CPU the average, memory and threads and GPU memory the peak, I/O the averages;
     vms, mem_percent and status are not rolled up and read as null."""
     resolution = RESOLUTIONS[tier]
-    bucket = (
-        ProcessRollup.objects.filter(
-            host=host,
-            resolution=resolution,
-            bucket__lte=at,
-            bucket__gte=floor(at, resolution) - timedelta(seconds=resolution * LOOK_BACK_BUCKETS),
-        )
-        .order_by("-bucket")
-        .values_list("bucket", flat=True)
-        .first()
-    )
+    buckets = ProcessRollup.objects.filter(host=host, resolution=resolution)
+    if at is not None:
+        earliest = floor(at, resolution) - timedelta(seconds=resolution * LOOK_BACK_BUCKETS)
+        buckets = buckets.filter(bucket__lte=at, bucket__gte=earliest)
+    bucket = buckets.order_by("-bucket").values_list("bucket", flat=True).first()
     if bucket is None:
         return None
     rows = (

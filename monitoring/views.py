@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Avg, Max
+from django.db.models import Avg, F, Max, Sum
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,6 +24,7 @@ from monitoring.models import (
     Host,
     HostSample,
     Process,
+    ProcessRollup,
     ProcessSample,
     Retention,
     Rollup,
@@ -285,11 +286,13 @@ def process_detail(request, process_id: int):
 
 def program_runs(process: Process, limit: int = RUNS) -> list[Process]:
     """The latest `limit` runs of the process's program on its host, newest first, this
-    one among them, each with `cpu_avg` and `rss_max` over its raw samples (None when
-    none are kept). A process without a program has its watch's runs, if any.
+    one among them, each with `cpu_avg` and `rss_max` over its raw samples, or over its
+    rollups once those are gone (None when no tier holds it). A process without a
+    program has its watch's runs, if any.
 
-    Two queries: the runs (index host, program), and one aggregate over the samples of
-    those runs alone (index process, ts), which raw retention keeps bounded."""
+    The runs (index host, program, create_time), then one aggregate over the samples of
+    those runs alone (index process, ts), and for runs without raw samples one over
+    their rollups (index process, resolution, bucket)."""
     if process.program:
         runs = Process.objects.filter(host=process.host_id, program=process.program)
     elif process.watched_id:
@@ -306,6 +309,20 @@ def program_runs(process: Process, limit: int = RUNS) -> list[Process]:
         .annotate(cpu_avg=Avg("cpu_percent"), rss_max=Max("rss"))
         .order_by()
     }
+    # Runs older than the raw samples: from their 1-minute, then their 1-hour rollups.
+    for resolution in (Rollup.MINUTE, Rollup.HOUR):
+        missing = [r.pk for r in runs if r.pk not in stats]
+        if not missing:
+            break
+        stats |= {
+            row["process_id"]: row
+            for row in ProcessRollup.objects.filter(process__in=missing, resolution=resolution)
+            .values("process_id")
+            .annotate(
+                cpu_avg=Sum(F("cpu_avg") * F("samples")) / Sum("samples"), rss_max=Max("rss_max")
+            )
+            .order_by()
+        }
     for run in runs:
         row = stats.get(run.pk, {})
         run.cpu_avg, run.rss_max = row.get("cpu_avg"), row.get("rss_max")

@@ -323,3 +323,16 @@ def test_a_process_top_only_in_one_minute_3_days_ago_is_found_after_its_raw_samp
     assert set(by_name) == {"spike", "web"}
     assert by_name["spike"]["cpu_percent"] == pytest.approx(200.0)
     assert by_name["web"]["cpu_percent"] == pytest.approx(25.5)
+
+
+def test_a_host_silent_longer_than_raw_samples_are_kept_shows_its_last_known_processes(
+    api, host, now
+):
+    trainer = process(host, 200, "trainer")
+    last = floor(now - timedelta(days=3), Rollup.MINUTE)
+    rollup(host, trainer, Rollup.MINUTE, last - timedelta(minutes=1), 10.0)
+    rollup(host, trainer, Rollup.MINUTE, last, 70.0)
+    response = api.get(f"/api/v1/hosts/{host.pk}/processes")
+    body = response.json()
+    assert body["tier"] == "minute" and body["ts"] == last.isoformat().replace("+00:00", "Z")
+    assert [(r["name"], r["cpu_percent"]) for r in body["results"]] == [("trainer", 70.0)]

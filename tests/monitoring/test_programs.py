@@ -13,7 +13,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from monitoring import ingest
-from monitoring.models import Process
+from monitoring.models import Process, ProcessRollup, ProcessSample
 from monitoring.programs import group_by_program, program_key
 from tests.conftest import batch, proc
 
@@ -242,6 +242,23 @@ def test_the_process_page_shows_other_runs_of_its_program_with_their_numbers(ali
     assert [r["pid"] for r in data] == [30, 31, 32]  # oldest first, for the chart
     assert data[1]["cpu_avg"] == 400.0 and data[1]["rss_max"] == 9 * 2**30
     assert [r["current"] for r in data] == [False, False, True]
+
+
+def test_runs_older_than_the_raw_samples_take_their_numbers_from_the_rollups(alice_client, runs):
+    from monitoring import rollups
+
+    rollups.roll_up(timezone.now() + timedelta(hours=2))
+    # Raw samples of runs 30 and 31 are pruned (as after 48 h); their minutes remain.
+    ProcessSample.objects.filter(process__pid__in=(30, 31)).delete()
+    assert ProcessRollup.objects.filter(process__pid=31, resolution=60).count() == 2
+    newest = Process.objects.get(pid=32)
+    html = alice_client.get(f"/processes/{newest.pk}/").content.decode()
+    data = json.loads(
+        html.split('id="runs-data" type="application/json">')[1].split("</script>")[0]
+    )
+    # The same figures as from the raw samples: avg(200, 600) weighted by samples, peak.
+    assert data[1]["cpu_avg"] == pytest.approx(400.0) and data[1]["rss_max"] == 9 * 2**30
+    assert data[0]["cpu_avg"] == pytest.approx(200.0) and data[0]["rss_max"] == 3 * 2**30
 
 
 def test_a_process_whose_program_ran_once_has_no_runs_section(alice_client, runs):
