@@ -116,22 +116,24 @@ def _rollup_moment(host: Host, at: datetime | None, tier: str) -> Selection | No
     bucket = buckets.order_by("-bucket").values_list("bucket", flat=True).first()
     if bucket is None:
         return None
-    rows = (
-        ProcessRollup.objects.filter(host=host, resolution=resolution, bucket=bucket)
-        .select_related("process")
-        .annotate(
-            cpu_percent=F("cpu_avg"),
-            rss=F("rss_max"),
-            threads=F("threads_max"),
-            read_bps=F("read_bps_avg"),
-            write_bps=F("write_bps_avg"),
-            gpu_memory=F("gpu_memory_max"),
-            vms=Value(None, BigIntegerField()),
-            mem_percent=Value(None, FloatField()),
-            status=Value(None, CharField()),
-        )
+    rows = ProcessRollup.objects.filter(host=host, resolution=resolution, bucket=bucket)
+    return Selection(ts=bucket, rows=as_samples(rows.select_related("process")), tier=tier)
+
+
+def as_samples(rollups: QuerySet) -> QuerySet:
+    """ProcessRollup rows under the raw samples' column names, each meaning what a
+    process table means by it in every tier (see _rollup_moment)."""
+    return rollups.annotate(
+        cpu_percent=F("cpu_avg"),
+        rss=F("rss_max"),
+        threads=F("threads_max"),
+        read_bps=F("read_bps_avg"),
+        write_bps=F("write_bps_avg"),
+        gpu_memory=F("gpu_memory_max"),
+        vms=Value(None, BigIntegerField()),
+        mem_percent=Value(None, FloatField()),
+        status=Value(None, CharField()),
     )
-    return Selection(ts=bucket, rows=rows, tier=tier)
 
 
 def matching(rows: QuerySet, regex: Regex, reader=None) -> list[int]:

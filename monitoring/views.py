@@ -31,7 +31,7 @@ from monitoring.models import (
     WatchedProcess,
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
-from monitoring.process_table import select
+from monitoring.process_table import as_samples, select
 from monitoring.programs import group_by_program
 from monitoring.tasks import sampler_status
 
@@ -355,7 +355,9 @@ def process_facts_context(process: Process) -> dict:
         "process": process,
         "parent": parent,
         "children": children,
-        "last": process.samples.order_by("-ts").first(),
+        # Once its raw samples are gone, its latest rollup (a minute's, or an hour's).
+        "last": process.samples.order_by("-ts").first()
+        or as_samples(process.rollups.order_by("-bucket", "resolution")).first(),
         # Only watched processes get an exit time; others may just have left the top N.
         "polled": process.exited_at is None,
         "in_latest": process.last_seen == process.host.last_seen,

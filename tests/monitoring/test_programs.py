@@ -320,3 +320,14 @@ def test_the_api_gives_the_program_redacted_as_the_command_line(api, client, bob
     settings.PTRACKER_REDACT_PATTERNS = [r"train\.py"]
     client.force_login(bob)
     assert client.get(f"/api/v1/processes/{process.pk}/").json()["program"] == "python3 ***"
+
+
+def test_a_process_whose_raw_samples_are_gone_shows_its_last_rollup(alice_client, runs):
+    from monitoring import rollups
+
+    rollups.roll_up(timezone.now() + timedelta(hours=2))
+    ProcessSample.objects.filter(process__pid=31).delete()
+    run = Process.objects.get(pid=31)
+    html = alice_client.get(f"/processes/{run.pk}/").content.decode()
+    assert "Last kept (1-minute averages, peaks" in html
+    assert "CPU 600.0 %" in html and "memory 9.0 GiB" in html  # its last minute
