@@ -9,14 +9,16 @@ iterator to the end into memory before sending a byte.
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
+from django.db.models import F, QuerySet
 
-from monitoring.models import Event, GpuSample, HostSample, ProcessSample
+from monitoring.models import Event, GpuSample, HostSample, ProcessRollup, ProcessSample, Rollup
 from monitoring.params import BadParameter
+from monitoring.process_table import as_samples
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,19 @@ class Export:
     model: type
     columns: dict[str, str]  # column name -> ORM path
     time_field: str = "ts"
+    # Other tiers of the same rows: tier -> a queryset with the same ORM paths.
+    tiers: dict[str, Callable[[], QuerySet]] = field(default_factory=dict)
+
+
+def process_rollups(resolution: int) -> Callable[[], QuerySet]:
+    """A tier's ProcessRollup rows under the raw samples' names (CPU the average,
+    memory the peak, as the process table reads them), each row at its bucket's start."""
+    return lambda: as_samples(ProcessRollup.objects.filter(resolution=resolution)).annotate(
+        ts=F("bucket")
+    )
+
+
+TIERS = ("raw", "minute", "hour")
 
 
 EXPORTS = {
@@ -71,6 +86,7 @@ EXPORTS = {
             "gpu_memory_bytes": "gpu_memory",
             "status": "status",
         },
+        tiers={"minute": process_rollups(Rollup.MINUTE), "hour": process_rollups(Rollup.HOUR)},
     ),
     "gpu-samples": Export(
         GpuSample,
@@ -116,10 +132,17 @@ def columns_for(export: Export, wanted: list[str]) -> list[str]:
     return list(dict.fromkeys([*FIXED, *wanted]))
 
 
-def rows(export: Export, columns: list[str], start, end, host=None, process=None) -> Iterator:
-    qs = export.model.objects.filter(
-        **{f"{export.time_field}__gte": start, f"{export.time_field}__lt": end}
-    )
+def rows(
+    export: Export, columns: list[str], start, end, host=None, process=None, tier="raw"
+) -> Iterator:
+    if tier == "raw":
+        qs = export.model.objects.all()
+    elif tier in export.tiers:
+        qs = export.tiers[tier]()
+    else:
+        kept = ", ".join(["raw", *export.tiers])
+        raise BadParameter("tier", f"tier must be {kept} for this export, got {tier[:20]!r}")
+    qs = qs.filter(**{f"{export.time_field}__gte": start, f"{export.time_field}__lt": end})
     if host is not None:
         qs = qs.filter(host=host)
     if process is not None:

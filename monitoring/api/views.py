@@ -294,6 +294,14 @@ class ExportView(APIView):
             OpenApiParameter("host", ID, description="default: every host"),
             OpenApiParameter("process", ID, description="process-samples only"),
             OpenApiParameter(
+                "tier",
+                OpenApiTypes.STR,
+                enum=list(exports.TIERS),
+                description="process-samples only: raw samples (default), or the 1-minute "
+                "or 1-hour rollups under the same columns (CPU and I/O averages, memory, "
+                "threads and GPU memory peaks; vms, mem_percent and status empty)",
+            ),
+            OpenApiParameter(
                 "metric",
                 OpenApiTypes.STR,
                 many=True,
@@ -320,7 +328,8 @@ class ExportView(APIView):
                 raise BadParameter("process", "only for process-samples")
             process = get_process_for_user(request.user, parse_id(params["process"], "process"))
         columns = exports.columns_for(export, params.getlist("metric"))
-        source = exports.rows(export, columns, start, end, host=host, process=process)
+        tier = params.get("tier") or "raw"
+        source = exports.rows(export, columns, start, end, host=host, process=process, tier=tier)
         chunks = exports.render(fmt, columns, source)
         response = StreamingHttpResponse(exports.stream(chunks), content_type=exports.FORMATS[fmt])
         name = f"ptracker-{kind}-{host.name if host else 'all'}-{start:%Y%m%dT%H%M}.{fmt}"

@@ -51,3 +51,37 @@ def test_negative_numbers_stay_numbers_in_csv(api, hostile):
 def test_json_exports_keep_names_as_they_are(api, hostile):
     rows = {r["pid"]: r for r in json.loads(export(api, "json"))}
     assert rows[10]["name"] == FORMULA and rows[12]["username"] == "\rroot"
+
+
+@pytest.mark.parametrize(("tier", "bucket_s"), [("minute", 60), ("hour", 3600)])
+def test_each_tier_of_process_samples_exports_the_documented_columns(api, host, tier, bucket_s):
+    from monitoring import rollups
+
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    for i in range(3):  # cpu 10, 20, 30; rss peaks at the second sample
+        rss = [2**20, 3 * 2**20, 2 * 2**20][i]
+        row = proc(10, name="web", cpu_percent=10.0 * (i + 1), rss=rss)
+        ingest.store(host, batch(start + timedelta(seconds=5 * i), [row]), hooks=False)
+    rollups.roll_up(timezone.now())
+
+    def table(**params) -> list[dict]:
+        response = api.get("/api/v1/export/process-samples",
+                           {"from": start.isoformat(), "host": host.pk, **params})  # fmt: skip
+        assert response.status_code == 200, response.content
+        return list(csv.DictReader(io.StringIO(read_stream(response))))
+
+    raw, rolled = table(), table(tier=tier)
+    assert list(rolled[0]) == list(raw[0])  # the same columns, in the same order
+    [row] = rolled
+    assert row["ts"] == start.isoformat() and row["name"] == "web"
+    assert float(row["cpu_percent"]) == 20.0  # the average
+    assert int(row["rss_bytes"]) == 3 * 2**20  # the peak
+    assert row["vms_bytes"] == row["status"] == ""
+
+
+def test_a_tier_is_refused_where_there_is_none(api, host):
+    response = api.get("/api/v1/export/host-samples", {"tier": "minute"})
+    assert (
+        response.status_code == 400
+        and "tier must be raw for this export" in response.json()["tier"][0]
+    )
