@@ -15,6 +15,7 @@ from django.utils import timezone
 from monitoring.models import (
     Event,
     GpuSample,
+    Host,
     HostSample,
     Process,
     ProcessRollup,
@@ -52,16 +53,16 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
     if hours["m"]:
         minute_cutoff = min(minute_cutoff, hours["m"])
     hour_cutoff = now - timedelta(days=policy.hour_days)
-    counts = {
-        # Before processes, so that forgetting a process cascades to few rows.
-        "process_minute_rollups": delete_in_batches(
-            ProcessRollup.objects.filter(resolution=Rollup.MINUTE, bucket__lt=minute_cutoff),
-            batch,
-        ),
-        "process_hour_rollups": delete_in_batches(
-            ProcessRollup.objects.filter(resolution=Rollup.HOUR, bucket__lt=hour_cutoff), batch
-        ),
-    }
+    # Before processes, so that forgetting a process cascades to few rows. Host by host:
+    # the rows are found through their (host, resolution, bucket, …) index.
+    counts = {"process_minute_rollups": 0, "process_hour_rollups": 0}
+    for host in Host.objects.values_list("pk", flat=True):
+        for key, resolution, cutoff in (
+            ("process_minute_rollups", Rollup.MINUTE, minute_cutoff),
+            ("process_hour_rollups", Rollup.HOUR, hour_cutoff),
+        ):
+            old = ProcessRollup.objects.filter(host=host, resolution=resolution, bucket__lt=cutoff)
+            counts[key] += delete_in_batches(old, batch)
     if raw_cutoff is not None:
         counts["host_samples"] = delete_in_batches(
             HostSample.objects.filter(ts__lt=raw_cutoff), batch
