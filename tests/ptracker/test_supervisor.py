@@ -11,7 +11,13 @@ import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SLEEPER = ["-c", "import time; time.sleep(120)"]
+# A stand-in child that stops on SIGINT as the real cluster does (django-q2 installs
+# its own handler): Python leaves SIGINT ignored when it starts ignored, as it is for
+# every command a non-interactive shell puts in the background (`nohup make test &`).
+SLEEPER = [
+    "-c",
+    "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(120)",
+]
 STUBBORN = [
     "-c",
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)",
