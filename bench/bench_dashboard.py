@@ -10,7 +10,8 @@ What it measures
      rows per 1-minute bucket over the D days and per 1-hour bucket over the D days
      and 7 more (hours outlive minutes), from 10 long-running processes (10 of the
      raw ones) and 10 slots of jobs whose process is replaced every 2-8 hours (new
-     pid and start time). Written with executemany in batches. Database size.
+     pid and start time). Written in batches with executemany (SQLite) or COPY
+     (PostgreSQL). Database size.
   2. The real server: `python -m daphne -b 127.0.0.1 -p <free port>
      ptracker.asgi:application` as a child process with the same environment, logged
      in through /login/ like a browser (CSRF token, session cookie).
@@ -639,18 +640,27 @@ def seed_process_rollups(
     host_id: int, stable: list[Run], jobs: list[list[Run]], spans: dict[int, tuple], phase, rng
 ) -> dict[int, int]:
     """ProcessRollup rows of the stable processes and the jobs for every bucket in
-    spans ({resolution: (start, end)}, epoch seconds), written with executemany in
-    batches of ROLLUP_BATCH in one transaction. Returns {resolution: rows}."""
+    spans ({resolution: (start, end)}, epoch seconds), written in batches of
+    ROLLUP_BATCH in one transaction: executemany on SQLite, COPY on PostgreSQL (where
+    executemany manages some 15,000 rows/s). Returns {resolution: rows}."""
     from django.db import connection, transaction
 
     from monitoring.models import ProcessRollup
 
     quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(ProcessRollup._meta.db_table)} "
-        f"({', '.join(quote(c) for c in PROCESS_ROLLUP_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(PROCESS_ROLLUP_COLUMNS))})"
-    )
+    table = quote(ProcessRollup._meta.db_table)
+    columns = ", ".join(quote(c) for c in PROCESS_ROLLUP_COLUMNS)
+    marks = ", ".join(["%s"] * len(PROCESS_ROLLUP_COLUMNS))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+
+    def write(rows: list[tuple]) -> None:
+        if connection.vendor != "postgresql":
+            cursor.executemany(sql, rows)
+            return
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     written = {}
     with transaction.atomic(), connection.cursor() as cursor:
         for resolution, (start, end) in spans.items():
@@ -672,11 +682,11 @@ def seed_process_rollups(
                         _rollup_row(host_id, resolution, bucket, run, samples, wave, spread, rng)
                     )
                 if len(rows) >= ROLLUP_BATCH:
-                    cursor.executemany(sql, rows)
+                    write(rows)
                     count += len(rows)
                     rows = []
             if rows:
-                cursor.executemany(sql, rows)
+                write(rows)
                 count += len(rows)
             written[resolution] = count
     return written
