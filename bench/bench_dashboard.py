@@ -5,14 +5,29 @@ What it measures
      and 1-hour rollups of every host metric (series "host", count 12 and 720), the
      rollup watermarks at the end, and for 5 of the hosts 48 h of raw 5-second samples
      with ~50 process rows per tick for their last hour. The other hosts get one raw
-     sample each (their newest), so the overview draws every card. Database size.
+     sample each (their newest), so the overview draws every card. The 5 raw hosts
+     also get per-process rollups (ProcessRollup) as the rollup job leaves them: 20
+     rows per 1-minute bucket over the D days and per 1-hour bucket over the D days
+     and 7 more (hours outlive minutes), from 10 long-running processes (10 of the
+     raw ones) and 10 slots of jobs whose process is replaced every 2-8 hours (new
+     pid and start time). Written in batches with executemany (SQLite) or COPY
+     (PostgreSQL). Database size.
   2. The real server: `python -m daphne -b 127.0.0.1 -p <free port>
      ptracker.asgi:application` as a child process with the same environment, logged
      in through /login/ like a browser (CSRF token, session cookie).
   3. Server time, measured by this client as wall time over loopback (so it includes
      HTTP and Daphne, not only the view): the overview, the page of a host with raw
-     samples, and 30-day, 24-hour and 1-hour chart requests of 9 metrics; 3 warm-ups,
-     then 30 requests each; median and p95.
+     samples, and 30-day, 7-day, 24-hour and 1-hour chart requests of 9 metrics;
+     3 warm-ups, then 30 requests each; median and p95. Then, over the raw hosts:
+     the processes at a moment T (`GET /api/v1/hosts/<id>/processes?at=T` and the
+     host page's partial `/hosts/<id>/processes?at=T`), each request a random host
+     and a random T (epoch ms) in the D days, saying which tier answered each (raw,
+     minute, hour) and how many rows; the same at moments older than the 1-minute
+     rows (hour tier); and a long-running process's chart over 30 days (its
+     cpu_percent and rss, and the 5 metrics its page asks for), each request
+     another process. A "Targets" block prints issue #14's figures, met or missed
+     (not asserted): processes at T p95 <= 100 ms, a process's 30-day chart p95
+     <= 150 ms, the 7-day host chart's p95 <= the 30-day one's.
   4. Live latency: 50 websockets on /ws/live/ with the session cookie, spread over the
      raw hosts ({"subscribe": "host:<id>"}); this process stores one new sample per
      raw host per second for 20 seconds through monitoring.ingest.store, notes the
@@ -77,6 +92,13 @@ RAW_HOSTS = 5
 INTERVAL = 5  # seconds between raw samples
 PROCESS_HOURS = 1  # process rows are seeded for the newest hour of raw samples only
 PROCESSES = 50
+STABLE = 10  # long-running processes of a raw host (its first raw ones) in every bucket
+JOB_SLOTS = 10  # per raw host: a job runs 2-8 hours, then another (a new identity)
+JOB_HOURS = (2, 8)
+HOUR_ONLY_DAYS = 7  # process hour rollups reach this far before the minute rows
+MOMENT_TARGET_MS = 100  # issue #14, p95
+PROCESS_CHART_TARGET_MS = 150  # issue #14, p95
+ROLLUP_BATCH = 20_000  # rows per executemany
 WARMUPS = 3
 REPEATS = 30
 SOCKETS = 50
@@ -100,6 +122,11 @@ PROCESS_NAMES = [
     "postgres", "nginx", "python3", "java", "node", "redis-server", "dockerd", "containerd",
     "sshd", "systemd-journald", "prometheus", "gunicorn", "celery", "kubelet", "etcd",
     "mysqld", "rsyslogd", "cron", "chrome", "code",
+]  # fmt: skip
+JOB_COMMANDS = [
+    "python3 train.py --epochs 40", "python3 -m celery -A shop worker", "java -jar etl.jar",
+    "node build.js", "ffmpeg -i input.mp4 out.webm", "pg_dump shop", "rsync -a /data /backup",
+    "python3 manage.py rebuild_index", "make -j8", "spark-submit job.py",
 ]  # fmt: skip
 
 
@@ -411,6 +438,13 @@ class Seeded:
     profiles: dict[int, Profile]
     # (step, rows, seconds); seconds None: written, and timed, with the step above
     timings: list[tuple[str, int, float | None]] = field(default_factory=list)
+    # Process rollups of the raw hosts: the long-running processes (Process ids), and
+    # the epoch seconds where the raw samples, the minute and the hour rows begin.
+    long_running: list[int] = field(default_factory=list)
+    raw_from: float = 0.0
+    minute_from: float = 0.0
+    hour_from: float = 0.0
+    now: float = 0.0
     username: str = "bench"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
@@ -507,6 +541,157 @@ def seed_raw(host_id: int, p: Profile, procs: list[ProcSpec], start: float, end:
     return n_host, n_proc, newest
 
 
+@dataclass
+class Run:
+    """One identity of a process over [start, end) and its typical load."""
+
+    process_id: int
+    start: float
+    end: float
+    cpu: float
+    rss: int
+    threads: int
+
+
+def job_runs(host_id: int, start: float, now: float, rng) -> list[list[Run]]:
+    """Processes of the job slots of a host, created here: per slot, one job after
+    another from before `start` to past `now` (the last one still runs)."""
+    from monitoring.ingest import ctime
+    from monitoring.models import Process
+    from monitoring.programs import program_key
+
+    planned = []
+    for slot in range(JOB_SLOTS):
+        command = JOB_COMMANDS[slot % len(JOB_COMMANDS)]
+        t = start - rng.uniform(0, JOB_HOURS[0] * 3600)
+        while t < now:
+            end = t + rng.uniform(*JOB_HOURS) * 3600
+            planned.append((slot, command, round(t, 3), end))
+            t = end
+    rows = []
+    for _, command, t, end in planned:
+        argv0 = command.split()[0]
+        exe = f"/usr/bin/{argv0}"
+        ended = end <= now
+        rows.append(
+            Process(
+                host_id=host_id,
+                pid=rng.randint(1000, 4_000_000),
+                create_time=ctime(t),
+                ppid=1,
+                name=argv0,
+                exe=exe,
+                cmdline=command,
+                username=rng.choice(["svc", "alice", "ci", "root"]),
+                first_seen=datetime.fromtimestamp(t, UTC),
+                last_seen=datetime.fromtimestamp(min(end, now) - INTERVAL, UTC),
+                exited_at=datetime.fromtimestamp(end, UTC) if ended else None,
+                program=program_key(argv0, exe, command),
+            )
+        )
+    created = Process.objects.bulk_create(rows, batch_size=1000)
+    slots: list[list[Run]] = [[] for _ in range(JOB_SLOTS)]
+    for (slot, _, t, end), row in zip(planned, created, strict=True):
+        slots[slot].append(
+            Run(
+                row.pk,
+                t,
+                end,
+                cpu=rng.expovariate(1 / 60),
+                rss=int(rng.uniform(50, 8000) * 2**20),
+                threads=rng.randint(1, 64),
+            )
+        )
+    return slots
+
+
+def _rollup_row(host_id, resolution, bucket, run: Run, samples, wave, spread, rng) -> tuple:
+    """One ProcessRollup row as a tuple in PROCESS_ROLLUP_COLUMNS order."""
+    r = rng.random
+    cpu = run.cpu * (1 + 0.4 * wave) * (1 - spread / 2 + spread * r())
+    rss = int(run.rss * (0.97 + 0.06 * r()))
+    rss_max = int(rss * (1 + spread * 0.2 * r()))
+    return (
+        host_id,
+        resolution,
+        bucket,
+        run.process_id,
+        samples,
+        round(cpu, 2),
+        round(cpu * (1 + spread * 2 * r()), 2),
+        rss,
+        rss_max,
+        rss + int((rss_max - rss) * r()),
+        run.threads,
+        1e5 * (1 + wave) * r(),
+        5e4 * (1 + wave) * r(),
+        None,
+    )
+
+
+PROCESS_ROLLUP_COLUMNS = [
+    "host_id", "resolution", "bucket", "process_id", "samples", "cpu_avg", "cpu_max",
+    "rss_avg", "rss_max", "rss_last", "threads_max", "read_bps_avg", "write_bps_avg",
+    "gpu_memory_max",
+]  # fmt: skip
+
+
+def seed_process_rollups(
+    host_id: int, stable: list[Run], jobs: list[list[Run]], spans: dict[int, tuple], phase, rng
+) -> dict[int, int]:
+    """ProcessRollup rows of the stable processes and the jobs for every bucket in
+    spans ({resolution: (start, end)}, epoch seconds), written in batches of
+    ROLLUP_BATCH in one transaction: executemany on SQLite, COPY on PostgreSQL (where
+    executemany manages some 15,000 rows/s). Returns {resolution: rows}."""
+    from django.db import connection, transaction
+
+    from monitoring.models import ProcessRollup
+
+    quote = connection.ops.quote_name
+    table = quote(ProcessRollup._meta.db_table)
+    columns = ", ".join(quote(c) for c in PROCESS_ROLLUP_COLUMNS)
+    marks = ", ".join(["%s"] * len(PROCESS_ROLLUP_COLUMNS))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+
+    def write(rows: list[tuple]) -> None:
+        if connection.vendor != "postgresql":
+            cursor.executemany(sql, rows)
+            return
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    written = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        for resolution, (start, end) in spans.items():
+            samples = resolution // INTERVAL
+            spread = 0.3 if resolution == 60 else 0.8
+            current = [0] * len(jobs)  # index of each slot's running job
+            rows, count = [], 0
+            for t in range(start, end, resolution):
+                middle = t + resolution / 2
+                wave = math.sin(TAU * (middle / 86400 + phase))
+                bucket = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(t, UTC))
+                runs = list(stable)
+                for slot, slot_runs in enumerate(jobs):
+                    while slot_runs[current[slot]].end <= middle:
+                        current[slot] += 1
+                    runs.append(slot_runs[current[slot]])
+                for run in runs:
+                    rows.append(
+                        _rollup_row(host_id, resolution, bucket, run, samples, wave, spread, rng)
+                    )
+                if len(rows) >= ROLLUP_BATCH:
+                    write(rows)
+                    count += len(rows)
+                    rows = []
+            if rows:
+                write(rows)
+                count += len(rows)
+            written[resolution] = count
+    return written
+
+
 def seed(hosts: int, days: int, raw_hours: int) -> Seeded:
     """Fill the (migrated, empty) database; prints progress, records timings."""
     from django.contrib.auth import get_user_model
@@ -533,7 +718,9 @@ def seed(hosts: int, days: int, raw_hours: int) -> Seeded:
     host_ids = [h.pk for h in Host.objects.bulk_create(rows)]
     profiles = {pk: make_profile(rng) for pk in host_ids}
     raw_ids = host_ids[:RAW_HOSTS]
-    result = Seeded(raw_hosts=raw_ids, procs={}, profiles=profiles)
+    result = Seeded(raw_hosts=raw_ids, procs={}, profiles=profiles, now=now)
+    result.minute_from, result.hour_from = start_minute, start_hour - HOUR_ONLY_DAYS * 86400
+    result.raw_from = now - raw_hours * 3600
     get_user_model().objects.create_user(result.username, password=result.password)
 
     started = time.perf_counter()
@@ -561,9 +748,9 @@ def seed(hosts: int, days: int, raw_hours: int) -> Seeded:
 
     started = time.perf_counter()
     n_host = n_proc = 0
-    raw_start = now - raw_hours * 3600
+    raw_start = result.raw_from
     for pk in raw_ids:
-        procs = result.procs[pk] = make_procs(rng, boot=now - 30 * 86400)
+        procs = result.procs[pk] = make_procs(rng, boot=result.hour_from - 3600)
         a, b, newest = seed_raw(pk, profiles[pk], procs, raw_start, now, rng)
         n_host, n_proc = n_host + a, n_proc + b
         Host.objects.filter(pk=pk).update(
@@ -579,7 +766,52 @@ def seed(hosts: int, days: int, raw_hours: int) -> Seeded:
     elapsed = time.perf_counter() - started
     result.timings.append(("raw host samples (5 s)", n_host + len(others), elapsed))
     result.timings.append(("process samples (last hour)", n_proc, None))
+    seed_all_process_rollups(result, end_minute, end_hour, rng)
     return result
+
+
+def seed_all_process_rollups(result: Seeded, end_minute: int, end_hour: int, rng) -> None:
+    """Per-process rollups of the raw hosts (see the top): their first STABLE raw
+    processes in every bucket since hour_from, and JOB_SLOTS jobs that come and go."""
+    from monitoring.models import Process, Rollup
+
+    spans = {
+        Rollup.MINUTE: (int(result.minute_from), end_minute),
+        Rollup.HOUR: (int(result.hour_from), end_hour),
+    }
+    started = time.perf_counter()
+    minutes = hours = identities = 0
+    for pk in result.raw_hosts:
+        specs = result.procs[pk][:STABLE]
+        ids = dict(
+            Process.objects.filter(host_id=pk, pid__in=[s.pid for s in specs]).values_list(
+                "pid", "pk"
+            )
+        )
+        Process.objects.filter(pk__in=ids.values()).update(
+            first_seen=datetime.fromtimestamp(result.hour_from, UTC)
+        )
+        stable = [
+            Run(ids[s.pid], result.hour_from, math.inf, s.cpu, s.rss, 1 + s.pid % 40) for s in specs
+        ]
+        result.long_running.extend(r.process_id for r in stable)
+        jobs = job_runs(pk, result.hour_from, result.now, rng)
+        n_jobs = sum(len(slot) for slot in jobs)
+        phase = result.profiles[pk].phase
+        written = seed_process_rollups(pk, stable, jobs, spans, phase, rng)
+        minutes += written[Rollup.MINUTE]
+        hours += written[Rollup.HOUR]
+        identities += n_jobs
+        print(
+            f"  process rollups: host {pk}: {written[Rollup.MINUTE]:,} minute and "
+            f"{written[Rollup.HOUR]:,} hour rows, {STABLE} long-running processes and "
+            f"{n_jobs} jobs, {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+    elapsed = time.perf_counter() - started
+    result.timings.append(("process rollups (1 min)", minutes, elapsed))
+    result.timings.append(("process rollups (1 h)", hours, None))
+    result.timings.append(("job processes (identities)", identities, None))
 
 
 def seed_fleet(hosts: int) -> Seeded:
@@ -776,16 +1008,16 @@ class Timing:
     ms: list[float]
     size: int
     note: str = ""
-    target: float | None = None
+    target: float | None = None  # for the median
+    p95_target: float | None = None  # issue #14's, printed under Targets
 
 
-def time_get(
-    client: HttpClient, name: str, path: str, target: float | None = None, hosts: int | None = None
-) -> Timing:
-    """WARMUPS untimed GETs, then REPEATS timed ones (wall time to the last body byte);
-    with `hosts`, the body must show that many hosts (cards or rows)."""
-    times, size, note = [], 0, ""
+def time_paths(client: HttpClient, paths: list[str]) -> tuple[list[float], list[bytes]]:
+    """WARMUPS untimed GETs, then REPEATS timed ones (wall time to the last body byte),
+    request i asking for paths[i % len(paths)]. Returns the times and the timed bodies."""
+    times, bodies = [], []
     for i in range(WARMUPS + REPEATS):
+        path = paths[i % len(paths)]
         started = time.perf_counter()
         status, _, body = client.request("GET", path)
         elapsed = (time.perf_counter() - started) * 1000
@@ -793,7 +1025,17 @@ def time_get(
             raise RuntimeError(f"GET {path} gave {status}: {body[:300]!r}")
         if i >= WARMUPS:
             times.append(elapsed)
-        size = len(body)
+            bodies.append(body)
+    return times, bodies
+
+
+def time_get(
+    client: HttpClient, name: str, path: str, target: float | None = None, hosts: int | None = None
+) -> Timing:
+    """WARMUPS untimed GETs, then REPEATS timed ones (wall time to the last body byte);
+    with `hosts`, the body must show that many hosts (cards or rows)."""
+    times, bodies = time_paths(client, [path])
+    body, size, note = bodies[-1], len(bodies[-1]), ""
     shown = body.count(b" data-host=")
     if hosts is not None and shown != hosts:
         raise RuntimeError(f"GET {path} showed {shown} hosts, not {hosts}")
@@ -828,16 +1070,94 @@ def overview_times(client: HttpClient, hosts: int) -> list[Timing]:
     return [time_get(client, name, path, PAGE_TARGET_MS, n) for name, path, n in cases]
 
 
-def server_times(client: HttpClient, host_id: int) -> list[Timing]:
+def moment_paths(seeded: Seeded, start: float, end: float, api: bool, rng) -> list[str]:
+    """A random raw host and a random moment in [start, end) (epoch ms) per request."""
+    paths = []
+    for _ in range(WARMUPS + REPEATS):
+        host_id = rng.choice(seeded.raw_hosts)
+        at = round(rng.uniform(start, end) * 1000)
+        prefix = "/api/v1" if api else ""
+        paths.append(f"{prefix}/hosts/{host_id}/processes?at={at}")
+    return paths
+
+
+def time_moments(
+    client: HttpClient, name: str, seeded: Seeded, start: float, end: float, api: bool, rng
+) -> Timing:
+    """The processes at random moments (see moment_paths); the note says which tier
+    answered how many requests, and (API) the median rows on the first page."""
+    paths = moment_paths(seeded, start, end, api, rng)
+    times, bodies = time_paths(client, paths)
+    tiers: dict[str, int] = {}
+    rows: dict[str, list[int]] = {}
+    for body in bodies:
+        if api:
+            data = json.loads(body)
+            tier = data["tier"]
+            rows.setdefault(tier, []).append(len(data["results"]))
+        else:
+            match = re.search(rb'data-tier="(\w+)"', body)
+            tier = match.group(1).decode() if match else "raw"
+        tiers[tier] = tiers.get(tier, 0) + 1
+    answered = ", ".join(
+        f"{tier} {n}"
+        + (f" (median {percentile(rows[tier], 0.5):.0f} rows)" if tier in rows else "")
+        for tier, n in sorted(tiers.items())
+    )
+    path = paths[-1].split("?")[0] + "?at=T"
+    return Timing(
+        name, path, times, len(bodies[-1]), f"tier: {answered}", p95_target=MOMENT_TARGET_MS
+    )
+
+
+def process_chart_path(process_id: int, host_id: int, metrics: list[str], now: float) -> str:
+    query = [("metric", f"process:{process_id}:{m}") for m in metrics]
+    query += [("from", f"{now - 30 * 86400:.0f}"), ("to", f"{now:.0f}")]
+    return f"/api/v1/hosts/{host_id}/timeseries?{urllib.parse.urlencode(query)}"
+
+
+def time_process_charts(client: HttpClient, name: str, seeded: Seeded, metrics, now) -> Timing:
+    """A long-running process's 30-day chart, another process per request."""
+    from monitoring.models import Process
+
+    hosts = dict(Process.objects.filter(pk__in=seeded.long_running).values_list("pk", "host_id"))
+    paths = [process_chart_path(pk, hosts[pk], metrics, now) for pk in seeded.long_running]
+    times, bodies = time_paths(client, paths)
+    data = json.loads(bodies[-1])
+    points = sum(len(s["points"]) for s in data["series"])
+    if not points:
+        raise RuntimeError(f"the chart of a long-running process has no points: {paths[-1]}")
+    note = (
+        f"{len(paths)} processes; resolution {data['resolution']} s, step {data['step']} s, "
+        f"{points} points"
+    )
+    return Timing(name, paths[-1], times, len(bodies[-1]), note, p95_target=PROCESS_CHART_TARGET_MS)
+
+
+def server_times(client: HttpClient, seeded: Seeded) -> list[Timing]:
+    host_id = seeded.raw_hosts[0]
     now = time.time()
+    rng = random.Random(14)
+    minute = max(seeded.minute_from, now - 30 * 86400)  # the D days (at most 30)
+    older = (seeded.hour_from, seeded.minute_from - 600)  # before the minute rows
+    page_metrics = ["cpu_percent", "rss", "read_bps", "write_bps", "threads"]
     return [
         time_get(client, "overview /", "/", PAGE_TARGET_MS),
         time_get(client, "overview /?view=table", "/?view=table", PAGE_TARGET_MS),
         time_get(client, "overview partial /fleet", "/fleet", PAGE_TARGET_MS),
         time_get(client, f"host page /hosts/{host_id}/", f"/hosts/{host_id}/", PAGE_TARGET_MS),
         time_get(client, "chart 30 days, 9 metrics", chart_path(host_id, 30 * 24, now)),
+        time_get(client, "chart 7 days, 9 metrics", chart_path(host_id, 7 * 24, now)),
         time_get(client, "chart 24 hours, 9 metrics", chart_path(host_id, 24, now)),
         time_get(client, "chart 1 hour, 9 metrics", chart_path(host_id, 1, now)),
+        time_moments(client, "processes at T, API", seeded, minute, now, True, rng),
+        time_moments(client, "processes at T, partial", seeded, minute, now, False, rng),
+        time_moments(client, "processes at T (hour tier), API", seeded, *older, True, rng),
+        time_moments(client, "processes at T (hour tier), partial", seeded, *older, False, rng),
+        time_process_charts(
+            client, "process chart 30 days, cpu+rss", seeded, ["cpu_percent", "rss"], now
+        ),
+        time_process_charts(client, "process chart 30 days, 5 metrics", seeded, page_metrics, now),
     ]
 
 
@@ -1097,7 +1417,9 @@ def print_seeding(args, db: Database, seeded: Seeded, migrate_s: float, size: st
         print(
             f"   {args.hosts} hosts x {args.days} days of 1-minute and 1-hour rollups; "
             f"{len(seeded.raw_hosts)} hosts with {args.raw_hours} h of raw {INTERVAL} s "
-            f"samples and {PROCESSES} processes per tick for the last {PROCESS_HOURS} h"
+            f"samples and {PROCESSES} processes per tick for the last {PROCESS_HOURS} h; "
+            f"their process rollups: {STABLE + JOB_SLOTS} rows per minute over the "
+            f"{args.days} days and per hour over {args.days + HOUR_ONLY_DAYS} days"
             + (" (--quick)" if args.quick else "")
         )
     rows = [["migrate", "", f"{migrate_s:.1f}", ""]]
@@ -1141,6 +1463,23 @@ def print_server(timings: list[Timing]) -> None:
     for t in timings:
         if t.note:
             print(f"   {t.name}: {t.note}")
+
+
+def print_targets(timings: list[Timing]) -> None:
+    """Issue #14's figures, each p95 against its target: met or missed."""
+    print("\n== Targets (printed, not asserted): issue #14, p95 in ms")
+    rows = []
+    for t in timings:
+        if t.p95_target is not None:
+            p95 = percentile(t.ms, 0.95)
+            met = "met" if p95 <= t.p95_target else "MISSED"
+            rows.append([t.name, f"{p95:.1f}", f"<= {t.p95_target:.0f}", met])
+    by_name = {t.name: t for t in timings}
+    week, month = by_name["chart 7 days, 9 metrics"], by_name["chart 30 days, 9 metrics"]
+    week_p95, month_p95 = percentile(week.ms, 0.95), percentile(month.ms, 0.95)
+    met = "met" if week_p95 <= month_p95 else "MISSED"
+    rows.append(["host chart 7 days vs 30 days", f"{week_p95:.1f}", f"<= {month_p95:.1f}", met])
+    print(table(["figure", "p95", "target", ""], rows))
 
 
 def print_live(live: LiveResult, raw_hosts: int) -> None:
@@ -1211,8 +1550,9 @@ def run(args: argparse.Namespace, workdir: Path, db: Database) -> None:
         if args.overview:
             print_server(overview_times(client, args.hosts))
             return
-        timings = server_times(client, seeded.raw_hosts[0])
+        timings = server_times(client, seeded)
         print_server(timings)
+        print_targets(timings)
         cookie = f"sessionid={client.cookies['sessionid']}"
         live = asyncio.run(live_latency(port, cookie, seeded))
         print_live(live, len(seeded.raw_hosts))
