@@ -11,16 +11,16 @@ import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# A stand-in child that stops on SIGINT as the real cluster does (django-q2 installs
-# its own handler): Python leaves SIGINT ignored when it starts ignored, as it is for
-# every command a non-interactive shell puts in the background (`nohup make test &`).
-SLEEPER = [
-    "-c",
-    "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(120)",
-]
+# Stand-ins for the children. The cluster stops on SIGINT as django-q2 does (it
+# installs its own handler): Python leaves SIGINT ignored when it starts ignored, as
+# it is for every command a non-interactive shell puts in the background (`nohup make
+# test &`). Their last step, ignoring SIGUSR2, tells the test they are set up.
+READY = "signal.signal(signal.SIGUSR2, signal.SIG_IGN); time.sleep(120)"
+SLEEPER = ["-c", f"import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); {READY}"]
 STUBBORN = [
     "-c",
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)",
+    "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    f"signal.signal(signal.SIGTERM, signal.SIG_IGN); {READY}",
 ]
 
 
@@ -44,6 +44,18 @@ def supervisor(web: list[str] = SLEEPER, cluster: list[str] = SLEEPER) -> subpro
     return process
 
 
+def wait_ready(pid: int, deadline_s: float = 10.0) -> None:
+    """Until a stand-in child has set its signals up (it then ignores SIGUSR2)."""
+    bit = 1 << (signal.SIGUSR2 - 1)
+    give_up = time.monotonic() + deadline_s
+    while True:
+        status = Path(f"/proc/{pid}/status").read_text()
+        if int(re.search(r"SigIgn:\s+([0-9a-f]+)", status)[1], 16) & bit:
+            return
+        assert time.monotonic() < give_up, f"pid {pid} did not set its signals up"
+        time.sleep(0.01)
+
+
 def wakeups(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", status))
@@ -57,6 +69,8 @@ def supervised():
         process = supervisor(**commands)
         children = psutil.Process(process.pid).children()
         started.append((process, children))
+        for child in children:
+            wait_ready(child.pid)
         return process, children
 
     yield start
