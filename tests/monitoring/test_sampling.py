@@ -119,11 +119,18 @@ def test_sampler_first_sample_has_no_rates_second_has():
     assert first.host["cpu_percent"] is None
     assert first.host["disk_read_bps"] is None
     assert all(r.cpu_percent is None for r in first.processes)
-    time.sleep(0.2)
-    second = sampler.sample()
-    assert 0 <= second.host["cpu_percent"] <= 100
-    assert all(p is None or 0 <= p <= 100 for p in second.host["per_cpu"])
-    assert second.host["disk_read_bps"] is None or second.host["disk_read_bps"] >= 0
+    # A later reading has rates. On a VM the kernel's iowait can go backwards between
+    # two readings, and then cpu_percent honestly refuses a rate (None, never a false
+    # value): that may happen once, not on every reading.
+    cpus = []
+    for _ in range(3):
+        time.sleep(0.3)
+        second = sampler.sample()
+        cpus.append(second.host["cpu_percent"])
+        assert all(p is None or 0 <= p <= 100 for p in second.host["per_cpu"])
+        assert second.host["disk_read_bps"] is None or second.host["disk_read_bps"] >= 0
+    assert all(c is None or 0 <= c <= 100 for c in cpus)
+    assert sum(c is not None for c in cpus) >= 2, cpus
 
 
 def test_one_failing_collector_does_not_stop_the_others(caplog):
