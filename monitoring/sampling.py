@@ -70,11 +70,16 @@ class Counters:
 def cpu_percent(previous: CpuTimes | None, current: CpuTimes) -> float | None:
     if previous is None:
         return None
-    total = current.total - previous.total
     busy = current.busy - previous.busy
-    if total <= 0 or busy < 0:
+    if busy < 0:
+        return None  # user, system, … never fall: the host rebooted
+    # idle and iowait can step back (proc(5); idle on some tickless kernels): a
+    # step back counts as none of that part, not as negative time.
+    idle = max(0.0, current.idle - previous.idle) + max(0.0, current.iowait - previous.iowait)
+    total = busy + idle
+    if total <= 0:
         return None
-    return round(min(100.0, max(0.0, 100 * busy / total)), 2)
+    return round(min(100.0, 100 * busy / total), 2)
 
 
 @dataclass(frozen=True)

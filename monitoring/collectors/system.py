@@ -24,10 +24,18 @@ def local_machine_id() -> str:
 
 @dataclass(frozen=True)
 class CpuTimes:
-    """Cumulative CPU seconds: `busy` is everything but idle and iowait."""
+    """Cumulative CPU seconds: `busy` is everything but idle and iowait.
+
+    Kept apart because Linux's iowait may go backwards (proc(5)): a rate takes each
+    part's own increase, so a drop in iowait does not eat into idle's rise."""
 
     busy: float
-    total: float
+    idle: float
+    iowait: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.busy + self.idle + self.iowait
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,11 @@ class SystemReading:
 
 
 def cpu_times(t) -> CpuTimes:
-    idle = t.idle + getattr(t, "iowait", 0.0)
+    iowait = getattr(t, "iowait", 0.0)
     # guest time is already counted in user time on Linux; summing the fields
     # psutil exposes would count it twice.
     total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-    return CpuTimes(busy=total - idle, total=total)
+    return CpuTimes(busy=total - t.idle - iowait, idle=t.idle, iowait=iowait)
 
 
 def collect() -> SystemReading:

@@ -57,11 +57,18 @@ def test_keep_only_forgets_gone_identities():
 
 
 def test_cpu_percent_from_busy_and_total_times():
-    before = CpuTimes(busy=100.0, total=400.0)
-    after = CpuTimes(busy=130.0, total=500.0)
+    before = CpuTimes(busy=100.0, idle=250.0, iowait=50.0)
+    after = CpuTimes(busy=130.0, idle=310.0, iowait=60.0)
     assert cpu_percent(before, after) == 30.0
     assert cpu_percent(None, after) is None
     assert cpu_percent(after, before) is None  # counters went back: host rebooted
+
+
+def test_cpu_percent_survives_iowait_going_backwards():
+    # proc(5): "the value in this field may decrease". A drop counts as no iowait.
+    before = CpuTimes(busy=100.0, idle=200.0, iowait=90.0)
+    after = CpuTimes(busy=101.0, idle=200.5, iowait=10.0)
+    assert cpu_percent(before, after) == round(100 * 1.0 / 1.5, 2)
 
 
 def test_select_keeps_top_n_by_cpu_and_by_memory():

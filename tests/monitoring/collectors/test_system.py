@@ -56,7 +56,7 @@ def test_guest_time_is_not_counted_twice():
     values = dict.fromkeys(scputimes._fields, 0.0)
     values.update(user=100.0, nice=10.0, system=40.0, idle=800.0, iowait=50.0)
     values.update(guest=30.0, guest_nice=5.0)
-    assert system.cpu_times(scputimes(**values)) == CpuTimes(busy=150.0, total=1000.0)
+    assert system.cpu_times(scputimes(**values)) == CpuTimes(busy=150.0, idle=800.0, iowait=50.0)
 
 
 def test_platform_names_this_kernel_and_architecture():
