@@ -28,7 +28,7 @@ from alerts.models import (
     Silence,
     Transition,
 )
-from monitoring import background
+from monitoring import background, raw_processes
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.patterns import PatternError, compile_pattern, matches_process
 
@@ -179,11 +179,14 @@ def trend_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float
     since = now - timedelta(minutes=rule.window_minutes)
     if rule.metric == "memory_growth" and (rule.process_pattern or rule.watched_id):
         covers = process_filter(rule)
-        rows = ProcessSample.objects.filter(host=host, ts__gte=since, rss__isnull=False)
+        rss = raw_processes.FIELDS.index("rss")
+        rows = [r for r in raw_processes.values(host.pk, since, None) if r[rss] is not None]
+        identities = Process.objects.in_bulk({r[1] for r in rows})
         series: dict[str, list] = {}
-        for row in rows.select_related("process").order_by("ts"):
-            if covers(row.process):
-                series.setdefault(process_subject(row.process), []).append((row.ts, row.rss))
+        for row in rows:
+            process = identities.get(row[1])
+            if process is not None and covers(process):
+                series.setdefault(process_subject(process), []).append((row[0], row[rss]))
         return [(s, _mb(slope_per_hour(points))) for s, points in series.items()]
     samples = HostSample.objects.filter(host=host, ts__gte=since).order_by("ts")
     if rule.metric == "memory_growth":
@@ -325,9 +328,7 @@ def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -
             values = gpu_values(rule, gpus)
         else:
             if processes is None:
-                processes = list(
-                    ProcessSample.objects.filter(host=host, ts=sample.ts).select_related("process")
-                )
+                processes = raw_processes.at(host, sample.ts)
             values = process_values(rule, processes)
             transitions += resolve_gone(rule, host, {s for s, _ in values}, now)
         with transaction.atomic():

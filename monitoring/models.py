@@ -324,6 +324,24 @@ class ProcessSample(models.Model):
         ]
 
 
+class ProcessChunk(models.Model):
+    """The raw process samples of one host over one hour, packed (monitoring.chunks).
+
+    Recent samples are ProcessSample rows, which ingest writes and the live views read;
+    monitoring.raw_processes packs those older than a couple of hours into one chunk per
+    host and hour, and reads both as one. Process ids in a chunk are not foreign keys:
+    a reader skips those whose identity is gone."""
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    start = models.DateTimeField()
+    end = models.DateTimeField()  # exclusive
+    samples = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "start"], name="one_chunk_an_hour")]
+
+
 class Service(models.Model):
     """A systemd unit of a host as last read: failed units and those of its patterns."""
 

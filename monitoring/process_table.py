@@ -5,22 +5,23 @@ from datetime import datetime, timedelta
 
 from django.db.models import BigIntegerField, CharField, F, FloatField, QuerySet, Value
 
-from monitoring.models import Host, HostSample, ProcessRollup, ProcessSample, Rollup
+from monitoring import raw_processes
+from monitoring.models import Host, HostSample, ProcessRollup, Rollup
 from monitoring.params import BadParameter, text, whole_number
 from monitoring.patterns import PatternError, Regex, compile_pattern, matches_process
 from monitoring.redaction import may_see_full_cmdline, redact
 from monitoring.rollups import floor
 
 SORTS = {
-    "cpu": "cpu_percent",
-    "mem": "rss",
-    "read": "read_bps",
-    "write": "write_bps",
-    "gpu": "gpu_memory",
-    "threads": "threads",
-    "name": "process__name",
-    "user": "process__username",
-    "pid": "process__pid",
+    "cpu": lambda row: row.cpu_percent,
+    "mem": lambda row: row.rss,
+    "read": lambda row: row.read_bps,
+    "write": lambda row: row.write_bps,
+    "gpu": lambda row: row.gpu_memory,
+    "threads": lambda row: row.threads,
+    "name": lambda row: row.process.name,
+    "user": lambda row: row.process.username,
+    "pid": lambda row: row.process.pid,
 }
 
 
@@ -38,7 +39,7 @@ LOOK_BACK_BUCKETS = 5
 @dataclass
 class Selection:
     ts: datetime | None  # the sample or bucket (its start) shown
-    rows: QuerySet
+    rows: list  # ProcessSample objects, or ProcessRollup ones under their names (as_samples)
     tier: str = "raw"  # a key of TIERS
 
     @property
@@ -63,18 +64,26 @@ def select(host: Host, at=None, q="", user="", pid="", sort="-cpu", reader=None)
     except PatternError as exc:
         raise BadParameter("q", str(exc)) from None
     if text(user, "user"):
-        rows = rows.filter(process__username=user)
+        rows = [r for r in rows if r.process.username == user]
     if pid:
-        rows = rows.filter(process__pid=whole_number(str(pid), "pid"))
+        number = whole_number(str(pid), "pid")
+        rows = [r for r in rows if r.process.pid == number]
     key = sort.lstrip("-")
     if key not in SORTS:
         raise BadParameter("sort", f"sort by one of {', '.join(SORTS)} (- for descending)")
     if regex is not None:
-        rows = rows.filter(pk__in=matching(rows, regex, reader))
-    field = F(SORTS[key])
-    order = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
-    selection.rows = rows.order_by(order, "process__pid")
+        full = may_see_full_cmdline(reader)
+        rows = [r for r in rows if matching(r.process, regex, full)]
+    selection.rows = ordered(rows, SORTS[key], descending=sort.startswith("-"))
     return selection
+
+
+def ordered(rows: list, value, descending: bool) -> list:
+    """Sorted by value(row), unknown values last either way, ties by pid."""
+    rows = sorted(rows, key=lambda r: r.process.pid)
+    known = [r for r in rows if value(r) is not None]
+    known.sort(key=value, reverse=descending)  # stable: equal values stay by pid
+    return known + [r for r in rows if value(r) is None]
 
 
 def moment(host: Host, at=None) -> Selection:
@@ -97,8 +106,7 @@ def moment(host: Host, at=None) -> Selection:
             selection = _rollup_moment(host, None, tier)
             if selection is not None:
                 return selection
-    rows = ProcessSample.objects.filter(host=host, ts=ts).select_related("process")
-    return Selection(ts=ts, rows=rows)
+    return Selection(ts=ts, rows=raw_processes.at(host, ts))
 
 
 def _rollup_moment(host: Host, at: datetime | None, tier: str) -> Selection | None:
@@ -117,7 +125,7 @@ def _rollup_moment(host: Host, at: datetime | None, tier: str) -> Selection | No
     if bucket is None:
         return None
     rows = ProcessRollup.objects.filter(host=host, resolution=resolution, bucket=bucket)
-    return Selection(ts=bucket, rows=as_samples(rows.select_related("process")), tier=tier)
+    return Selection(ts=bucket, rows=list(as_samples(rows.select_related("process"))), tier=tier)
 
 
 def as_samples(rollups: QuerySet) -> QuerySet:
@@ -136,19 +144,15 @@ def as_samples(rollups: QuerySet) -> QuerySet:
     )
 
 
-def matching(rows: QuerySet, regex: Regex, reader=None) -> list[int]:
-    """ids of the rows whose process matches, tested here with RE2, not by the database.
+def matching(process, regex: Regex, full: bool) -> bool:
+    """Whether a process's name or command line (as the reader sees it: `full` or
+    redacted) matches, tested here with RE2, not by the database.
 
     Not `__regex`: on SQLite Django runs it with Python's backtracking `re` inside the
     server process, and PostgreSQL's engine does not promise linear time either. One
     moment holds only the stored processes of one sample (top N by CPU and by memory,
-    watched, GPU users: tens of rows), so reading their names here is cheap, and both
-    databases then behave the same. The command line is searched as `reader` sees it:
-    a search of the stored text would probe a masked secret a character at a time."""
-    full = may_see_full_cmdline(reader)
-    found = rows.values_list("pk", "process__name", "process__cmdline")
-    return [
-        pk
-        for pk, name, cmdline in found
-        if matches_process(regex, name, cmdline if full else redact(cmdline))
-    ]
+    watched, GPU users: tens of rows), so testing them here is cheap. The command line
+    is searched as the reader sees it: a search of the stored text would probe a masked
+    secret a character at a time."""
+    cmdline = process.cmdline if full else redact(process.cmdline)
+    return matches_process(regex, process.name, cmdline)

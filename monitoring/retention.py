@@ -18,6 +18,7 @@ from monitoring.models import (
     Host,
     HostSample,
     Process,
+    ProcessChunk,
     ProcessRollup,
     ProcessSample,
     Retention,
@@ -72,6 +73,9 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
         )
         counts["process_samples"] = delete_in_batches(
             ProcessSample.objects.filter(ts__lt=raw_cutoff), batch
+        )
+        counts["process_chunks"] = delete_in_batches(
+            ProcessChunk.objects.filter(end__lte=raw_cutoff), max(1, batch // 100)
         )
         # Identities nobody refers to any more: unwatched ones without ProcessRollup
         # rows once their raw rows are gone, the others (their rollups name them)

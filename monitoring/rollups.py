@@ -22,12 +22,13 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from monitoring import raw_processes
 from monitoring.models import (
     GpuSample,
     Host,
     HostSample,
+    Process,
     ProcessRollup,
-    ProcessSample,
     Rollup,
     RollupState,
 )
@@ -227,15 +228,27 @@ def minute_groups(host: Host, start: datetime, end: datetime) -> tuple[dict, dic
     for row in gpus.values("ts", "index", *GPU_METRICS).iterator(chunk_size=2000):
         feed(f"gpu:{row['index']}", row["ts"], row, GPU_METRICS)
     # Every process sample: all feed ProcessRollup; watched ones also their Rollup series.
-    procs = ProcessSample.objects.filter(host=host, ts__gte=start, ts__lt=end).order_by("ts")
-    fields = ("ts", "process_id", "process__watched_id", *PROCESS_METRICS)
-    for row in procs.values_list(*fields).iterator(chunk_size=2000):
-        ts, pid, watched, cpu, rss, threads, read, write, gpu = row
+    # Raw rows and packed chunks alike (a late batch may reopen a packed hour).
+    procs = raw_processes.values(host.pk, start, end)
+    watched = set(
+        Process.objects.filter(pk__in={r[1] for r in procs}, watched__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+    at = [raw_processes.FIELDS.index(m) for m in PROCESS_METRICS]
+    for row in procs:
+        ts, pid = row[0], row[1]
+        cpu, rss, threads, read, write, gpu = (row[i] for i in at)
         stats = processes[floor(ts, 60)][pid]
         stats.add(1, (cpu, rss, read, write), cpu, rss, rss, threads, gpu)
-        if watched is not None:
+        if pid in watched:
             stats.watched = True
-            feed(f"process:{pid}", ts, dict(zip(fields, row, strict=True)), PROCESS_METRICS)
+            feed(
+                f"process:{pid}",
+                ts,
+                dict(zip(raw_processes.FIELDS, row, strict=True)),
+                PROCESS_METRICS,
+            )
     return groups, processes
 
 

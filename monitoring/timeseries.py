@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from monitoring import raw_processes
 from monitoring.models import (
     GpuSample,
     Host,
     HostSample,
     ProcessRollup,
-    ProcessSample,
     Retention,
     Rollup,
     RollupState,
@@ -163,14 +163,18 @@ def _raw_rows(host: Host, series: list[Series], start, end):
         by_source.setdefault(key, []).append(s)
     for (source, key), group in by_source.items():
         fields = list(dict.fromkeys(s.metric.field for s in group))
-        if source == "host":
-            qs = HostSample.objects.filter(host=host)
-        elif source == "gpu":
-            qs = GpuSample.objects.filter(host=host, index=key)
+        if source == "process":
+            at = [raw_processes.FIELDS.index(f) for f in fields]
+            found = raw_processes.values(host.pk, start, end, [key])
+            rows = ((r[0], *(r[i] for i in at)) for r in found)
         else:
-            qs = ProcessSample.objects.filter(host=host, process_id=key)
-        rows = qs.filter(ts__gte=start, ts__lt=end).order_by("ts").values_list("ts", *fields)
-        for ts, *values in rows.iterator(chunk_size=5000):
+            if source == "host":
+                qs = HostSample.objects.filter(host=host)
+            else:
+                qs = GpuSample.objects.filter(host=host, index=key)
+            rows = qs.filter(ts__gte=start, ts__lt=end).order_by("ts").values_list("ts", *fields)
+            rows = rows.iterator(chunk_size=5000)
+        for ts, *values in rows:
             row = dict(zip(fields, values, strict=True))
             for s in group:
                 value = row[s.metric.field]

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from monitoring import fleet, redaction, timeseries
+from monitoring import fleet, raw_processes, redaction, timeseries
 from monitoring.fleet import FleetQuery
 from monitoring.models import (
     ApiToken,
@@ -172,7 +172,7 @@ def process_table(host: Host, params, reader) -> dict:
     program = params.get("program", "").strip()
     context = {"at": params.get("at", ""), "sort": sort, "view": view, "host": host, **query}
     context["program"] = program
-    rows, context["ts"], context["error"] = ProcessSample.objects.none(), None, None
+    rows, context["ts"], context["error"] = [], None, None
     context["tier"], context["label"] = "raw", ""
     try:
         if view not in VIEWS:
@@ -182,7 +182,7 @@ def process_table(host: Host, params, reader) -> dict:
         selection = select(host, at=at, sort=sort, reader=reader, **query)
         rows, context["ts"] = selection.rows, selection.ts
         if program:
-            rows = rows.filter(process__program=program)
+            rows = [r for r in rows if r.process.program == program]
         context["tier"], context["label"] = selection.tier, selection.label
     except BadParameter as exc:
         context["error"], number = str(exc), 1
@@ -275,6 +275,8 @@ def process_detail(request, process_id: int):
             "first_seen": process.first_seen.timestamp() * 1000,
             "last_seen": process.last_seen.timestamp() * 1000,
             # No GPU memory chart for a process that never held any.
+            # Rollups hold every GPU user of their bucket, and the rows not yet packed
+            # the newest samples: together all of raw history's GPU users.
             "gpu": process.samples.filter(gpu_memory__gt=0).exists()
             or process.rollups.filter(gpu_memory_max__gt=0).exists(),
             "timeseries": reverse("api-timeseries", args=[process.host_id]),
@@ -286,8 +288,9 @@ def process_detail(request, process_id: int):
 
 def program_runs(process: Process, limit: int = RUNS) -> list[Process]:
     """The latest `limit` runs of the process's program on its host, newest first, this
-    one among them, each with `cpu_avg` and `rss_max` over its raw samples, or over its
-    rollups once those are gone (None when no tier holds it). A process without a
+    one among them, each with `cpu_avg` and `rss_max` over its raw samples not yet
+    packed (monitoring.raw_processes: the last hours), or over its rollups once those are
+    gone (None when no tier holds it). A process without a
     program has its watch's runs, if any.
 
     The runs (index host, program, create_time), then one aggregate over the samples of
@@ -356,7 +359,7 @@ def process_facts_context(process: Process) -> dict:
         "parent": parent,
         "children": children,
         # Once its raw samples are gone, its latest rollup (a minute's, or an hour's).
-        "last": process.samples.order_by("-ts").first()
+        "last": raw_processes.last(process)
         or as_samples(process.rollups.order_by("-bucket", "resolution")).first(),
         # Only watched processes get an exit time; others may just have left the top N.
         "polled": process.exited_at is None,
