@@ -11,9 +11,12 @@ or with --postgres a database it creates on that server and drops at the end):
 2. Rolls the hours up into the 1-minute and 1-hour tiers (monitoring.rollups), host
    series and per-process rows.
 3. Measures each table with its indexes (SQLite: the dbstat table; PostgreSQL:
-   pg_total_relation_size) and prints bytes per row.
+   pg_total_relation_size) and prints bytes per row; then packs every raw process
+   sample into hourly chunks (monitoring.raw_processes.pack, which the rollup task
+   runs on samples older than raw_processes.HOT) and measures those.
 4. Projects one host at default retention (raw 48 h, 1-minute 30 days, 1-hour 365
-   days) from the rows per tick, per minute and per hour it saw, and compares with
+   days) from the rows per tick, per minute and per hour it saw (raw process samples:
+   the newest HOT hours as rows, the rest packed), and compares with
    the targets of issue #14: <= 40 B per raw process sample, <= 120 B per host
    sample, <= 150 MiB per host.
 
@@ -201,7 +204,32 @@ def measure(seen: dict) -> dict:
             "hour": hour, "per_tick": per_tick}  # fmt: skip
 
 
+def pack_all(seen: dict) -> float:
+    """Pack every raw process sample into chunks, as the rollup task does with those
+    older than raw_processes.HOT; bytes per packed sample, with its index."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from monitoring import raw_processes
+    from monitoring.models import ProcessChunk, ProcessSample
+
+    samples = ProcessSample.objects.count()
+    began = time.perf_counter()
+    raw_processes.pack(now=timezone.now() + raw_processes.HOT, budget=3600)
+    took = time.perf_counter() - began
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    size = table_bytes().get("monitoring_processchunk", 0)
+    chunks = ProcessChunk.objects.count()
+    print(f"  packed {samples} process samples into {chunks} chunks in {took:.1f} s "
+          f"({took / max(chunks, 1) * 1000:.0f} ms a chunk)")  # fmt: skip
+    return size / max(samples, 1)
+
+
 def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
+    from monitoring import raw_processes
+
     per_row = m["per_row"]
     print(f"\nDatabase: {vendor}; one host, {args.processes} processes, {args.interval} s, "
           f"{m['per_tick']:.1f} process rows stored a tick")  # fmt: skip
@@ -211,9 +239,13 @@ def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
         print(f"{table:<28} {n:>10} {size / 2**20:>9.2f} {per_row.get(table, 0):>10.1f}")
 
     ticks = RAW_HOURS * 3600 / args.interval
+    hot = raw_processes.HOT.total_seconds() / args.interval  # ticks kept as rows
+    packed = m["packed"]
+    print(f"{'packed (monitoring_processchunk)':<28} {'':>10} {'':>9} {packed:>10.1f}")
     parts = {
         "raw host samples": ticks * per_row.get("monitoring_hostsample", 0),
-        "raw process samples": ticks * m["per_tick"] * per_row.get("monitoring_processsample", 0),
+        "raw process samples": m["per_tick"]
+        * (hot * per_row.get("monitoring_processsample", 0) + (ticks - hot) * packed),
         "1-minute host series": MINUTE_DAYS * 1440 * m["minute"]["series"]
         * per_row.get("monitoring_rollup", 0),
         "1-minute processes": MINUTE_DAYS * 1440 * m["minute"]["process"]
@@ -237,9 +269,9 @@ def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
     def verdict(value: float, target: float) -> str:
         return "met" if value <= target else "missed"
 
-    ps, hs = per_row.get("monitoring_processsample", 0), per_row.get("monitoring_hostsample", 0)
+    ps, hs = packed, per_row.get("monitoring_hostsample", 0)
     print("\nTargets (printed, not asserted):")
-    print(f"  raw process sample   {ps:8.1f} B    target <= {TARGETS['process_sample']} B    "
+    print(f"  packed process sample{ps:8.1f} B    target <= {TARGETS['process_sample']} B    "
           f"{verdict(ps, TARGETS['process_sample'])}")  # fmt: skip
     print(f"  raw host sample      {hs:8.1f} B    target <= {TARGETS['host_sample']} B   "
           f"{verdict(hs, TARGETS['host_sample'])}")  # fmt: skip
@@ -265,7 +297,9 @@ def main() -> int:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")
-        report(args, measure(seen), connection.vendor)
+        measured = measure(seen)
+        measured["packed"] = pack_all(seen)
+        report(args, measured, connection.vendor)
         connection.close()
     finally:
         if name:

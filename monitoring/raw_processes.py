@@ -11,6 +11,7 @@ already packed lands as rows like any other and is merged into its chunk next ti
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -123,12 +124,17 @@ def last(process: Process) -> ProcessSample | None:
     return None
 
 
-def pack(now: datetime | None = None, hot: timedelta = HOT) -> int:
-    """Pack every host's rows older than `hot` (whole hours) into chunks; how many
-    chunks were written. A chunk that fails is logged and its rows stay rows."""
+def pack(now: datetime | None = None, hot: timedelta = HOT, budget: float = 20.0) -> int:
+    """Pack every host's rows older than `hot` (whole hours) into chunks, for about
+    `budget` seconds (the rest waits for the next run: after an upgrade, two days of
+    rows per host are packed a little every minute); how many chunks were written. A
+    chunk that fails is logged and its rows stay rows."""
     cutoff = _chunk_start((now or timezone.now()) - hot)
+    deadline = time.monotonic() + budget
     written = 0
     for host_id in Host.objects.values_list("pk", flat=True):
+        if time.monotonic() > deadline:
+            break
         after = None  # oldest first; an hour is packed once a run, whatever lands meanwhile
         while True:
             old = ProcessSample.objects.filter(host_id=host_id, ts__lt=cutoff)
@@ -139,6 +145,8 @@ def pack(now: datetime | None = None, hot: timedelta = HOT) -> int:
                 break
             start = _chunk_start(oldest)
             after = start + CHUNK
+            if time.monotonic() > deadline:
+                break
             try:
                 written += _pack_one(host_id, start)
             except (IntegrityError, ValueError, OverflowError) as exc:

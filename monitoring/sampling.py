@@ -71,8 +71,9 @@ def cpu_percent(previous: CpuTimes | None, current: CpuTimes) -> float | None:
     if previous is None:
         return None
     busy = current.busy - previous.busy
-    if busy < 0:
+    if busy < -0.01:  # a clock tick: below that, float rounding
         return None  # user, system, … never fall: the host rebooted
+    busy = max(0.0, busy)
     # idle and iowait can step back (proc(5); idle on some tickless kernels): a
     # step back counts as none of that part, not as negative time.
     idle = max(0.0, current.idle - previous.idle) + max(0.0, current.iowait - previous.iowait)

@@ -54,12 +54,16 @@ class SystemReading:
     cpu_count: int
 
 
+NOT_BUSY = {"idle", "iowait", "guest", "guest_nice"}
+
+
 def cpu_times(t) -> CpuTimes:
-    iowait = getattr(t, "iowait", 0.0)
-    # guest time is already counted in user time on Linux; summing the fields
-    # psutil exposes would count it twice.
-    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-    return CpuTimes(busy=total - t.idle - iowait, idle=t.idle, iowait=iowait)
+    # Busy is summed from its own fields, not taken as total minus idle: an idle machine
+    # then reads the very same busy time twice, where the subtraction's float rounding
+    # could make it fall by 1e-13. Guest time is already counted in user time on Linux
+    # (guest_nice in nice): summing every field psutil exposes would count it twice.
+    busy = sum(v for k, v in zip(t._fields, t, strict=True) if k not in NOT_BUSY)
+    return CpuTimes(busy=busy, idle=t.idle, iowait=getattr(t, "iowait", 0.0))
 
 
 def collect() -> SystemReading:
