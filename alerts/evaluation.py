@@ -28,7 +28,7 @@ from alerts.models import (
     Silence,
     Transition,
 )
-from monitoring import background, raw_processes
+from monitoring import background, process_store
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.patterns import PatternError, compile_pattern, matches_process
 
@@ -179,8 +179,8 @@ def trend_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float
     since = now - timedelta(minutes=rule.window_minutes)
     if rule.metric == "memory_growth" and (rule.process_pattern or rule.watched_id):
         covers = process_filter(rule)
-        rss = raw_processes.FIELDS.index("rss")
-        rows = [r for r in raw_processes.values(host.pk, since, None) if r[rss] is not None]
+        rss = process_store.RAW.fields.index("rss")
+        rows = [r for r in process_store.RAW.values(host.pk, since, None) if r[rss] is not None]
         identities = Process.objects.in_bulk({r[1] for r in rows})
         series: dict[str, list] = {}
         for row in rows:
@@ -328,7 +328,7 @@ def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -
             values = gpu_values(rule, gpus)
         else:
             if processes is None:
-                processes = raw_processes.at(host, sample.ts)
+                processes = process_store.RAW.at(host, sample.ts)
             values = process_values(rule, processes)
             transitions += resolve_gone(rule, host, {s for s, _ in values}, now)
         with transaction.atomic():

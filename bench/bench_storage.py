@@ -12,8 +12,8 @@ or with --postgres a database it creates on that server and drops at the end):
    series and per-process rows.
 3. Measures each table with its indexes (SQLite: the dbstat table; PostgreSQL:
    pg_total_relation_size) and prints bytes per row; then packs every raw process
-   sample into hourly chunks (monitoring.raw_processes.pack, which the rollup task
-   runs on samples older than raw_processes.HOT) and measures those.
+   sample into hourly chunks (monitoring.process_store.pack, which the rollup task
+   runs on samples older than process_store.RAW.hot) and measures those.
 4. Projects one host at default retention (raw 48 h, 1-minute 30 days, 1-hour 365
    days) from the rows per tick, per minute and per hour it saw (raw process samples:
    the newest HOT hours as rows, the rest packed), and compares with
@@ -206,16 +206,16 @@ def measure(seen: dict) -> dict:
 
 def pack_all(seen: dict) -> float:
     """Pack every raw process sample into chunks, as the rollup task does with those
-    older than raw_processes.HOT; bytes per packed sample, with its index."""
+    older than process_store.RAW.hot; bytes per packed sample, with its index."""
     from django.db import connection
     from django.utils import timezone
 
-    from monitoring import raw_processes
+    from monitoring import process_store
     from monitoring.models import ProcessChunk, ProcessSample
 
     samples = ProcessSample.objects.count()
     began = time.perf_counter()
-    raw_processes.pack(now=timezone.now() + raw_processes.HOT, budget=3600)
+    process_store.pack(now=timezone.now() + process_store.RAW.hot, budget=3600)
     took = time.perf_counter() - began
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -228,7 +228,7 @@ def pack_all(seen: dict) -> float:
 
 
 def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
-    from monitoring import raw_processes
+    from monitoring import process_store
 
     per_row = m["per_row"]
     print(f"\nDatabase: {vendor}; one host, {args.processes} processes, {args.interval} s, "
@@ -239,7 +239,7 @@ def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
         print(f"{table:<28} {n:>10} {size / 2**20:>9.2f} {per_row.get(table, 0):>10.1f}")
 
     ticks = RAW_HOURS * 3600 / args.interval
-    hot = raw_processes.HOT.total_seconds() / args.interval  # ticks kept as rows
+    hot = process_store.RAW.hot.total_seconds() / args.interval  # ticks kept as rows
     packed = m["packed"]
     print(f"{'packed (monitoring_processchunk)':<28} {'':>10} {'':>9} {packed:>10.1f}")
     parts = {

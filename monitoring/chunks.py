@@ -23,19 +23,60 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 VERSION = 1
-# (name, scale): a stored integer is round(value * scale); None is kept apart from 0.
-METRICS = (
-    ("cpu_percent", 100),
-    ("rss", 1),
-    ("vms", 1),
-    ("mem_percent", 1000),
-    ("threads", 1),
-    ("read_bps", 1),
-    ("write_bps", 1),
-    ("gpu_memory", 1),
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What an entry holds after its time and process id: metrics as (name, scale),
+    where a stored integer is round(value * scale) and None is kept apart from 0, and
+    whether a status text follows."""
+
+    id: int
+    metrics: tuple[tuple[str, int], ...]
+    integer: frozenset[str]  # read back as int, not float
+    status: bool
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.metrics)
+
+
+# A raw process sample (monitoring.models.ProcessSample's columns).
+RAW = Layout(
+    1,
+    (
+        ("cpu_percent", 100),
+        ("rss", 1),
+        ("vms", 1),
+        ("mem_percent", 1000),
+        ("threads", 1),
+        ("read_bps", 1),
+        ("write_bps", 1),
+        ("gpu_memory", 1),
+    ),
+    frozenset({"rss", "vms", "threads", "gpu_memory"}),
+    status=True,
 )
-INTEGER = {"rss", "vms", "threads", "gpu_memory"}
-_HEADER = struct.Struct("<BIII")  # version, ticks, processes, entries
+# A process over a 1-minute or 1-hour bucket (monitoring.models.ProcessRollup's columns).
+ROLLUP = Layout(
+    2,
+    (
+        ("samples", 1),
+        ("cpu_avg", 100),
+        ("cpu_max", 100),
+        ("rss_avg", 1),
+        ("rss_max", 1),
+        ("rss_last", 1),
+        ("threads_max", 1),
+        ("read_bps_avg", 1),
+        ("write_bps_avg", 1),
+        ("gpu_memory_max", 1),
+    ),
+    frozenset({"samples", "rss_avg", "rss_max", "rss_last", "threads_max", "gpu_memory_max"}),
+    status=False,
+)
+LAYOUTS = {layout.id: layout for layout in (RAW, ROLLUP)}
+_HEADER = struct.Struct("<BBIII")  # version, layout, ticks, processes, entries
 
 
 class ChunkError(ValueError):
@@ -80,10 +121,9 @@ def _unshuffle(data: bytes, width: int) -> bytes:
     return bytes(out)
 
 
-def encode(rows) -> bytes:
-    """rows: (ts_us, process_id, cpu_percent, rss, vms, mem_percent, threads, read_bps,
-    write_bps, gpu_memory, status) with ts_us in integer microseconds since the epoch.
-    A process sampled twice at one time keeps the last of the two."""
+def encode(rows, layout: Layout = RAW) -> bytes:
+    """rows: (ts_us, process_id, *the layout's metrics[, status]) with ts_us in integer
+    microseconds since the epoch. A process twice at one time keeps the last row."""
     unique = {(r[1], r[0]): r for r in rows}
     ordered = [unique[k] for k in sorted(unique)]
     ticks = sorted({r[0] for r in ordered})
@@ -96,11 +136,12 @@ def encode(rows) -> bytes:
         else:
             processes.append(r[1])
             counts.append(1)
-    statuses = sorted({r[10] or "" for r in ordered})
+    status = 2 + len(layout.metrics)
+    statuses = sorted({r[status] or "" for r in ordered}) if layout.status else []
     status_code = {s: i for i, s in enumerate(statuses)}
     names = json.dumps(statuses, separators=(",", ":")).encode()
     parts = [
-        _HEADER.pack(VERSION, len(ticks), len(processes), len(ordered)),
+        _HEADER.pack(VERSION, layout.id, len(ticks), len(processes), len(ordered)),
         struct.pack("<I", len(names)),
         names,
         _shuffle(_deltas(ticks)),
@@ -108,9 +149,10 @@ def encode(rows) -> bytes:
         _shuffle(array("q", counts)),
         _shuffle(_deltas([tick_index[r[0]] for r in ordered])),
     ]
-    for column, (_, scale) in enumerate(METRICS, start=2):
+    for column, (_, scale) in enumerate(layout.metrics, start=2):
         parts.append(_shuffle(_deltas([_code(r[column], scale) for r in ordered])))
-    parts.append(array("H", [status_code[r[10] or ""] for r in ordered]).tobytes())
+    if layout.status:
+        parts.append(array("H", [status_code[r[status] or ""] for r in ordered]).tobytes())
     return zlib.compress(b"".join(parts), 6)
 
 
@@ -118,12 +160,13 @@ def encode(rows) -> bytes:
 class Chunk:
     """A decoded blob: entries sorted by process, then time."""
 
+    layout: Layout
     ticks: list[int]  # microseconds since the epoch, ascending
     processes: list[int]  # process ids, ascending
     offsets: list[int]  # entries of processes[i]: offsets[i] to offsets[i + 1]
     tick_of: list[int]  # per entry: its index in ticks
     columns: dict[str, list[int]]  # per metric, per entry: its code (see _value)
-    status_of: array
+    status_of: array | None
     statuses: list[str]
 
     def __len__(self) -> int:
@@ -135,8 +178,14 @@ class Chunk:
         return self._row(i, self.processes[p])
 
     def _row(self, i: int, process_id: int) -> tuple:
-        values = [_value(self.columns[name][i], scale, name in INTEGER) for name, scale in METRICS]
-        return (self.ticks[self.tick_of[i]], process_id, *values, self.statuses[self.status_of[i]])
+        layout = self.layout
+        values = [
+            _value(self.columns[name][i], scale, name in layout.integer)
+            for name, scale in layout.metrics
+        ]
+        if self.status_of is not None:
+            values.append(self.statuses[self.status_of[i]])
+        return (self.ticks[self.tick_of[i]], process_id, *values)
 
     def rows(self, start_us=None, end_us=None, process_ids=None):
         """Entries with start_us <= ts < end_us, of the given processes, by process and
@@ -163,9 +212,11 @@ class Chunk:
 def decode(blob: bytes) -> Chunk:
     try:
         data = zlib.decompress(blob)
-        version, n_ticks, n_procs, n = _HEADER.unpack_from(data, 0)
-        if version != VERSION:
-            raise ChunkError(f"chunk version {version}; this ptracker reads {VERSION}")
+        version, layout_id, n_ticks, n_procs, n = _HEADER.unpack_from(data, 0)
+        if version != VERSION or layout_id not in LAYOUTS:
+            raise ChunkError(f"chunk version {version}.{layout_id}; this ptracker reads "
+                             f"{VERSION}.{'/'.join(map(str, LAYOUTS))}")  # fmt: skip
+        layout = LAYOUTS[layout_id]
         at = _HEADER.size
         (size,) = struct.unpack_from("<I", data, at)
         at += 4
@@ -185,12 +236,12 @@ def decode(blob: bytes) -> Chunk:
         processes = column(n_procs)
         offsets = [0, *accumulate(column(n_procs, summed=False))]
         tick_of = column(n)
-        columns = {name: column(n) for name, _ in METRICS}
-        status_of = array("H", data[at : at + 2 * n])
+        columns = {name: column(n) for name in layout.names}
+        status_of = array("H", data[at : at + 2 * n]) if layout.status else None
     except (zlib.error, struct.error, ValueError) as exc:
         if isinstance(exc, ChunkError):
             raise
         raise ChunkError(f"damaged chunk: {exc}") from None
-    if len(status_of) != n or offsets[-1] != n:
+    if (status_of is not None and len(status_of) != n) or offsets[-1] != n:
         raise ChunkError("damaged chunk: its counts disagree")
-    return Chunk(ticks, processes, offsets, tick_of, columns, status_of, statuses)
+    return Chunk(layout, ticks, processes, offsets, tick_of, columns, status_of, statuses)

@@ -9,26 +9,22 @@ iterator to the end into memory before sending a byte.
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
-from django.db.models import F, QuerySet
 
-from monitoring import raw_processes
+from monitoring import process_store
 from monitoring.models import (
     Event,
     GpuSample,
     Host,
     HostSample,
     Process,
-    ProcessRollup,
     ProcessSample,
-    Rollup,
 )
 from monitoring.params import BadParameter
-from monitoring.process_table import as_samples
 
 
 @dataclass(frozen=True)
@@ -36,16 +32,9 @@ class Export:
     model: type
     columns: dict[str, str]  # column name -> ORM path
     time_field: str = "ts"
-    # Other tiers of the same rows: tier -> a queryset with the same ORM paths.
-    tiers: dict[str, Callable[[], QuerySet]] = field(default_factory=dict)
-
-
-def process_rollups(resolution: int) -> Callable[[], QuerySet]:
-    """A tier's ProcessRollup rows under the raw samples' names (CPU the average,
-    memory the peak, as the process table reads them), each row at its bucket's start."""
-    return lambda: as_samples(ProcessRollup.objects.filter(resolution=resolution)).annotate(
-        ts=F("bucket")
-    )
+    # Process history, by tier: read through monitoring.process_store (rows and packed
+    # chunks alike), each tier's rows under the raw samples' names.
+    stores: dict[str, process_store.Store] = field(default_factory=dict)
 
 
 TIERS = ("raw", "minute", "hour")
@@ -96,7 +85,11 @@ EXPORTS = {
             "gpu_memory_bytes": "gpu_memory",
             "status": "status",
         },
-        tiers={"minute": process_rollups(Rollup.MINUTE), "hour": process_rollups(Rollup.HOUR)},
+        stores={
+            "raw": process_store.RAW,
+            "minute": process_store.MINUTE,
+            "hour": process_store.HOUR,
+        },  # fmt: skip
     ),
     "gpu-samples": Export(
         GpuSample,
@@ -145,52 +138,48 @@ def columns_for(export: Export, wanted: list[str]) -> list[str]:
 def rows(
     export: Export, columns: list[str], start, end, host=None, process=None, tier="raw"
 ) -> Iterator:
-    if tier == "raw" and export.model is ProcessSample:
-        return _raw_process_rows(export, columns, start, end, host, process)
-    if tier == "raw":
-        qs = export.model.objects.all()
-    elif tier in export.tiers:
-        qs = export.tiers[tier]()
-    else:
-        kept = ", ".join(["raw", *export.tiers])
-        raise BadParameter("tier", f"tier must be {kept} for this export, got {tier[:20]!r}")
-    qs = qs.filter(**{f"{export.time_field}__gte": start, f"{export.time_field}__lt": end})
+    if export.stores:
+        if tier not in export.stores:
+            kept = ", ".join(export.stores)
+            raise BadParameter("tier", f"tier must be {kept} for this export, got {tier[:20]!r}")
+        return _process_rows(export, columns, start, end, host, process, tier)
+    if tier != "raw":
+        raise BadParameter("tier", f"tier must be raw for this export, got {tier[:20]!r}")
+    qs = export.model.objects.filter(
+        **{f"{export.time_field}__gte": start, f"{export.time_field}__lt": end}
+    )
     if host is not None:
         qs = qs.filter(host=host)
-    if process is not None:
-        qs = qs.filter(process=process)
     paths = [export.columns[c] for c in columns]
     return qs.order_by(export.time_field, "pk").values_list(*paths).iterator(chunk_size=CHUNK)
 
 
-def _raw_process_rows(export: Export, columns: list[str], start, end, host, process) -> Iterator:
-    """Raw process samples from rows and packed chunks alike (monitoring.raw_processes),
-    an hour at a time; with no host, host by host, each in time order."""
-    fields = raw_processes.FIELDS
+def _process_rows(export: Export, columns, start, end, host, process, tier: str) -> Iterator:
+    """A tier of process history, a chunk's span at a time; with no host, host by host,
+    each in time order."""
+    store = export.stores[tier]
+    hosts = Host.objects.order_by("name")
     if process is not None:
-        hosts = Host.objects.filter(pk=process.host_id)
-    elif host is not None:
-        hosts = Host.objects.filter(pk=host.pk)
-    else:
-        hosts = Host.objects.order_by("name")
+        hosts = hosts.filter(pk=process.host_id)
+    if host is not None:
+        hosts = hosts.filter(pk=host.pk)
     paths = [export.columns[c] for c in columns]
+    ids = None if process is None else [process.pk]
     for one in hosts.iterator():
         window = start
         while window < end:
-            until = min(end, window + raw_processes.CHUNK)
-            ids = None if process is None else [process.pk]
-            found = raw_processes.values(one.pk, window, until, ids)
+            until = min(end, store.chunk_start(window) + store.span)
+            found = store.values(one.pk, window, until, ids)
             identities = Process.objects.in_bulk({r[1] for r in found})
             for row in found:
                 identity = identities.get(row[1])
-                if identity is None:
-                    continue  # forgotten by retention
-                named = dict(zip(fields, row, strict=True))
-                yield tuple(_raw_process_value(path, named, identity, one) for path in paths)
+                if identity is not None:  # else forgotten by retention
+                    named = store.as_sample(row)
+                    yield tuple(_process_value(path, named, identity, one) for path in paths)
             window = until
 
 
-def _raw_process_value(path: str, row: dict, process: Process, host: Host):
+def _process_value(path: str, row: dict, process: Process, host: Host):
     if path == "host__name":
         return host.name
     if path.startswith("process__"):

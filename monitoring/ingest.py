@@ -16,7 +16,7 @@ from django.db import IntegrityError, close_old_connections, connection, connect
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from monitoring import raw_processes, rollups
+from monitoring import chunks, rollups
 from monitoring.models import (
     Event,
     GpuSample,
@@ -375,7 +375,7 @@ def _identities(host: Host, batch: Batch) -> dict[tuple[int, datetime], Process]
     return known
 
 
-SAMPLE_FIELDS = raw_processes.METRICS
+SAMPLE_FIELDS = chunks.RAW.names
 
 
 def _insert_process_samples(host: Host, batch: Batch, processes: dict) -> None:

@@ -281,6 +281,9 @@ class Process(models.Model):
     # The program this process runs, the same for every run of it (the normalized
     # command line or executable): what "other runs" and grouping by program join on.
     program = models.CharField(max_length=255, blank=True)
+    # The longest-kept tier holding some of its history (0: raw samples only; 60, 3600:
+    # a rollup of that resolution, row or packed): retention keeps the identity as long.
+    history_tier = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -325,21 +328,25 @@ class ProcessSample(models.Model):
 
 
 class ProcessChunk(models.Model):
-    """The raw process samples of one host over one hour, packed (monitoring.chunks).
+    """Process history of one host over one span, packed (monitoring.chunks): raw
+    samples (resolution 0) or a rollup tier's rows.
 
-    Recent samples are ProcessSample rows, which ingest writes and the live views read;
-    monitoring.raw_processes packs those older than a couple of hours into one chunk per
-    host and hour, and reads both as one. Process ids in a chunk are not foreign keys:
-    a reader skips those whose identity is gone."""
+    monitoring.process_store packs ProcessSample and ProcessRollup rows older than a
+    tier's hot window into chunks and reads both as one. Process ids in a chunk are not
+    foreign keys: a reader skips those whose identity is gone, and retention keeps an
+    identity as long as its longest tier (Process.history_tier)."""
 
     host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    resolution = models.PositiveIntegerField()  # 0: raw samples; 60, 3600: rollups
     start = models.DateTimeField()
     end = models.DateTimeField()  # exclusive
-    samples = models.PositiveIntegerField()
+    samples = models.PositiveIntegerField()  # entries
     data = models.BinaryField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["host", "start"], name="one_chunk_an_hour")]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "resolution", "start"], name="one_chunk_a_span")
+        ]
 
 
 class Service(models.Model):

@@ -3,10 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import BigIntegerField, CharField, F, FloatField, QuerySet, Value
-
-from monitoring import raw_processes
-from monitoring.models import Host, HostSample, ProcessRollup, Rollup
+from monitoring import process_store
+from monitoring.models import Host, HostSample, Rollup
 from monitoring.params import BadParameter, text, whole_number
 from monitoring.patterns import PatternError, Regex, compile_pattern, matches_process
 from monitoring.redaction import may_see_full_cmdline, redact
@@ -39,7 +37,7 @@ LOOK_BACK_BUCKETS = 5
 @dataclass
 class Selection:
     ts: datetime | None  # the sample or bucket (its start) shown
-    rows: list  # ProcessSample objects, or ProcessRollup ones under their names (as_samples)
+    rows: list  # ProcessSample objects (a rollup tier's read as samples: process_store)
     tier: str = "raw"  # a key of TIERS
 
     @property
@@ -106,42 +104,26 @@ def moment(host: Host, at=None) -> Selection:
             selection = _rollup_moment(host, None, tier)
             if selection is not None:
                 return selection
-    return Selection(ts=ts, rows=raw_processes.at(host, ts))
+    return Selection(ts=ts, rows=process_store.RAW.at(host, ts))
 
 
 def _rollup_moment(host: Host, at: datetime | None, tier: str) -> Selection | None:
     """The latest bucket of `tier` at or before `at`, if one has rows near `at` (with
     no `at`, the latest bucket of all).
 
-    Its rows carry the raw samples' column names, each meaning what the table means by
-    it: CPU the average, memory and threads and GPU memory the peak, I/O the averages;
-    vms, mem_percent and status are not rolled up and read as null."""
-    resolution = RESOLUTIONS[tier]
-    buckets = ProcessRollup.objects.filter(host=host, resolution=resolution)
+    Its rows are read as samples (process_store.SAMPLE_OF_ROLLUP): CPU the average,
+    memory and threads and GPU memory the peak, I/O the averages; vms, mem_percent and
+    status are not rolled up and read as null."""
+    store = process_store.STORES[RESOLUTIONS[tier]]
+    earliest = None
     if at is not None:
-        earliest = floor(at, resolution) - timedelta(seconds=resolution * LOOK_BACK_BUCKETS)
-        buckets = buckets.filter(bucket__lte=at, bucket__gte=earliest)
-    bucket = buckets.order_by("-bucket").values_list("bucket", flat=True).first()
+        earliest = floor(at, store.resolution) - timedelta(
+            seconds=store.resolution * LOOK_BACK_BUCKETS
+        )
+    bucket = store.latest(host.pk, at, earliest)
     if bucket is None:
         return None
-    rows = ProcessRollup.objects.filter(host=host, resolution=resolution, bucket=bucket)
-    return Selection(ts=bucket, rows=list(as_samples(rows.select_related("process"))), tier=tier)
-
-
-def as_samples(rollups: QuerySet) -> QuerySet:
-    """ProcessRollup rows under the raw samples' column names, each meaning what a
-    process table means by it in every tier (see _rollup_moment)."""
-    return rollups.annotate(
-        cpu_percent=F("cpu_avg"),
-        rss=F("rss_max"),
-        threads=F("threads_max"),
-        read_bps=F("read_bps_avg"),
-        write_bps=F("write_bps_avg"),
-        gpu_memory=F("gpu_memory_max"),
-        vms=Value(None, BigIntegerField()),
-        mem_percent=Value(None, FloatField()),
-        status=Value(None, CharField()),
-    )
+    return Selection(ts=bucket, rows=store.at(host, bucket), tier=tier)
 
 
 def matching(process, regex: Regex, full: bool) -> bool:

@@ -28,6 +28,7 @@ from monitoring.models import (
 
 log = logging.getLogger(__name__)
 BATCH = 5000
+CHUNK_BATCH = 50  # chunks hold thousands of entries each
 
 
 def delete_in_batches(queryset, batch: int = BATCH) -> int:
@@ -56,7 +57,7 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
     hour_cutoff = now - timedelta(days=policy.hour_days)
     # Before processes, so that forgetting a process cascades to few rows. Host by host:
     # the rows are found through their (host, resolution, bucket, …) index.
-    counts = {"process_minute_rollups": 0, "process_hour_rollups": 0}
+    counts = {"process_minute_rollups": 0, "process_hour_rollups": 0, "process_chunks": 0}
     for host in Host.objects.values_list("pk", flat=True):
         for key, resolution, cutoff in (
             ("process_minute_rollups", Rollup.MINUTE, minute_cutoff),
@@ -64,6 +65,8 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
         ):
             old = ProcessRollup.objects.filter(host=host, resolution=resolution, bucket__lt=cutoff)
             counts[key] += delete_in_batches(old, batch)
+            packed = ProcessChunk.objects.filter(host=host, resolution=resolution, end__lte=cutoff)
+            counts["process_chunks"] += delete_in_batches(packed, CHUNK_BATCH)
     if raw_cutoff is not None:
         counts["host_samples"] = delete_in_batches(
             HostSample.objects.filter(ts__lt=raw_cutoff), batch
@@ -74,16 +77,23 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
         counts["process_samples"] = delete_in_batches(
             ProcessSample.objects.filter(ts__lt=raw_cutoff), batch
         )
-        counts["process_chunks"] = delete_in_batches(
-            ProcessChunk.objects.filter(end__lte=raw_cutoff), max(1, batch // 100)
+        counts["process_chunks"] += delete_in_batches(
+            ProcessChunk.objects.filter(resolution=0, end__lte=raw_cutoff), CHUNK_BATCH
         )
-        # Identities nobody refers to any more: unwatched ones without ProcessRollup
-        # rows once their raw rows are gone, the others (their rollups name them)
-        # after the 1-hour rollups.
-        rolled_up = Exists(ProcessRollup.objects.filter(process=OuterRef("pk")))
+        # Identities nobody refers to any more, once the longest tier holding some of
+        # their history has let it go (rows or packed: Process.history_tier); watched
+        # ones (their Rollup series name them) after the 1-hour rollups.
+        unwatched = Q(watched__isnull=True)
+        rolled = Exists(ProcessRollup.objects.filter(process=OuterRef("pk")))
+        hourly = Exists(
+            ProcessRollup.objects.filter(process=OuterRef("pk"), resolution=Rollup.HOUR)
+        )
         counts["processes"] = delete_in_batches(
             Process.objects.filter(
-                Q(~rolled_up, watched__isnull=True, last_seen__lt=raw_cutoff)
+                Q(unwatched, ~rolled, history_tier=0, last_seen__lt=raw_cutoff)
+                | Q(
+                    unwatched, ~hourly, history_tier__lte=Rollup.MINUTE, last_seen__lt=minute_cutoff
+                )  # fmt: skip
                 | Q(last_seen__lt=hour_cutoff)
             ).exclude(samples__ts__gte=raw_cutoff),
             batch,

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from monitoring import raw_processes
+from monitoring import process_store
 from monitoring.models import (
     GpuSample,
     Host,
@@ -229,13 +229,9 @@ def minute_groups(host: Host, start: datetime, end: datetime) -> tuple[dict, dic
         feed(f"gpu:{row['index']}", row["ts"], row, GPU_METRICS)
     # Every process sample: all feed ProcessRollup; watched ones also their Rollup series.
     # Raw rows and packed chunks alike (a late batch may reopen a packed hour).
-    procs = raw_processes.values(host.pk, start, end)
-    watched = set(
-        Process.objects.filter(pk__in={r[1] for r in procs}, watched__isnull=False).values_list(
-            "pk", flat=True
-        )
-    )
-    at = [raw_processes.FIELDS.index(m) for m in PROCESS_METRICS]
+    procs = process_store.RAW.values(host.pk, start, end)
+    watched = _watched({r[1] for r in procs})
+    at = [process_store.RAW.fields.index(m) for m in PROCESS_METRICS]
     for row in procs:
         ts, pid = row[0], row[1]
         cpu, rss, threads, read, write, gpu = (row[i] for i in at)
@@ -246,7 +242,7 @@ def minute_groups(host: Host, start: datetime, end: datetime) -> tuple[dict, dic
             feed(
                 f"process:{pid}",
                 ts,
-                dict(zip(raw_processes.FIELDS, row, strict=True)),
+                dict(zip(process_store.RAW.fields, row, strict=True)),
                 PROCESS_METRICS,
             )
     return groups, processes
@@ -268,30 +264,23 @@ def hour_groups(host: Host, start: datetime, end: datetime) -> tuple[dict, dict]
             # values, also for a metric that was missing (None) in some samples.
             stats.add(avg, weight=n[0] if n else r.count, low=low, high=high)
             stats.last = last
-    minute_procs = ProcessRollup.objects.filter(
-        host=host, resolution=Rollup.MINUTE, bucket__gte=start, bucket__lt=end
-    ).order_by("bucket")
-    fields = (
-        "bucket",
-        "process_id",
-        "process__watched_id",
-        "samples",
-        "cpu_avg",
-        "rss_avg",
-        "read_bps_avg",
-        "write_bps_avg",
-        "cpu_max",
-        "rss_max",
-        "rss_last",
-        "threads_max",
-        "gpu_memory_max",
-    )
-    for row in minute_procs.values_list(*fields).iterator(chunk_size=2000):
-        bucket, pid, watched, samples, *means = row[:8]
+    # Rows and packed chunks alike (late data may reopen an hour whose minutes are packed).
+    minutes = process_store.MINUTE.values(host.pk, start, end)
+    watched = _watched({r[1] for r in minutes})
+    at = {name: i for i, name in enumerate(process_store.MINUTE.fields)}
+    means = [at[c] for c in ("cpu_avg", "rss_avg", "read_bps_avg", "write_bps_avg")]
+    peaks = [at[c] for c in ("cpu_max", "rss_max", "rss_last", "threads_max", "gpu_memory_max")]
+    for row in minutes:
+        bucket, pid = row[0], row[1]
         stats = processes[floor(bucket, 3600)][pid]
-        stats.add(samples, means, *row[8:])
-        stats.watched = stats.watched or watched is not None
+        stats.add(row[at["samples"]], [row[i] for i in means], *(row[i] for i in peaks))
+        stats.watched = stats.watched or pid in watched
     return groups, processes
+
+
+def _watched(process_ids: set[int]) -> set[int]:
+    found = Process.objects.filter(pk__in=process_ids, watched__isnull=False)
+    return set(found.values_list("pk", flat=True))
 
 
 def _first_data(host: Host, resolution: int) -> datetime | None:
@@ -362,6 +351,7 @@ def roll_up_host(host: Host, resolution: int, now: datetime | None = None) -> in
             process_rows = process_rollup_rows(host, resolution, processes)
             _replace_process_rollups(host, resolution, {b for _, b in groups} | set(processes))
             ProcessRollup.objects.bulk_create(process_rows, batch_size=1000)
+            _note_history_tier(resolution, process_rows)
             RollupState.objects.update_or_create(
                 host=host, resolution=resolution, defaults={"done_until": end}
             )
@@ -371,13 +361,21 @@ def roll_up_host(host: Host, resolution: int, now: datetime | None = None) -> in
 
 
 def _replace_process_rollups(host: Host, resolution: int, buckets: set[datetime]) -> None:
-    """Delete the ProcessRollup rows of the buckets about to be written: a bucket rolled
-    up again (late data) keeps only the processes its new top N selects. Only buckets
-    that have data now: one whose raw samples are already pruned keeps its rows."""
+    """Delete the ProcessRollup rows (and packed entries) of the buckets about to be
+    written: a bucket rolled up again (late data) keeps only the processes its new top
+    N selects. Only buckets that have data now: one whose raw samples are already
+    pruned keeps its rows."""
     if buckets:
         ProcessRollup.objects.filter(
             host=host, resolution=resolution, bucket__in=sorted(buckets)
         ).delete()
+        process_store.STORES[resolution].drop(host.pk, buckets)
+
+
+def _note_history_tier(resolution: int, rows: list[ProcessRollup]) -> None:
+    """Retention keeps an identity as long as the longest tier holding it."""
+    ids = {row.process_id for row in rows}
+    Process.objects.filter(pk__in=ids, history_tier__lt=resolution).update(history_tier=resolution)
 
 
 def roll_up(now: datetime | None = None) -> int:

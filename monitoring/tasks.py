@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from monitoring import background, ingest, pull, raw_processes, retention, rollups
+from monitoring import background, ingest, process_store, pull, retention, rollups
 from monitoring.collectors.system import local_machine_id
 from monitoring.models import Event, Host, Lease, WatchedProcess
 from monitoring.patterns import PatternError, compile_pattern
@@ -216,7 +216,7 @@ def check_hosts(now=None) -> str:
 def roll_up() -> str:
     """Roll up, then pack the raw process samples the rollups have long read."""
     written = rollups.roll_up()
-    return f"{written} rollup rows written, {raw_processes.pack()} process chunks packed"
+    return f"{written} rollup rows written, {process_store.pack()} process chunks packed"
 
 
 def prune() -> str:

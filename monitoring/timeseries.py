@@ -18,12 +18,11 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from monitoring import raw_processes
+from monitoring import process_store
 from monitoring.models import (
     GpuSample,
     Host,
     HostSample,
-    ProcessRollup,
     Retention,
     Rollup,
     RollupState,
@@ -164,8 +163,8 @@ def _raw_rows(host: Host, series: list[Series], start, end):
     for (source, key), group in by_source.items():
         fields = list(dict.fromkeys(s.metric.field for s in group))
         if source == "process":
-            at = [raw_processes.FIELDS.index(f) for f in fields]
-            found = raw_processes.values(host.pk, start, end, [key])
+            at = [process_store.RAW.fields.index(f) for f in fields]
+            found = process_store.RAW.values(host.pk, start, end, [key])
             rows = ((r[0], *(r[i] for i in at)) for r in found)
         else:
             if source == "host":
@@ -189,20 +188,11 @@ def _process_rollup_rows(host: Host, series: list[Series], start, end, resolutio
     by_process: dict[int, list[Series]] = {}
     for s in series:
         by_process.setdefault(s.key, []).append(s)
-    columns = list(dict.fromkeys(c for m in PROCESS_ROLLUP_COLUMNS.values() for c in m))
-    rows = (
-        ProcessRollup.objects.filter(
-            host=host,
-            resolution=resolution,
-            process_id__in=list(by_process),
-            bucket__gte=floor(start, resolution),
-            bucket__lt=end,
-        )
-        .order_by("bucket")
-        .values_list("bucket", "process_id", "samples", *columns)
-    )
-    for bucket, process_id, samples, *values in rows.iterator(chunk_size=5000):
-        row = dict(zip(columns, values, strict=True))
+    store = process_store.STORES[resolution]
+    found = store.values(host.pk, floor(start, resolution), end, list(by_process))
+    for values in found:
+        row = dict(zip(store.fields, values, strict=True))
+        bucket, process_id, samples = values[0], values[1], row["samples"]
         for s in by_process[process_id]:
             line, peak = PROCESS_ROLLUP_COLUMNS[s.metric.field]
             yield bucket, s.name, row[line], None, row[peak], samples

@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Avg, F, Max, Sum
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from monitoring import fleet, raw_processes, redaction, timeseries
+from monitoring import fleet, process_store, redaction, timeseries
 from monitoring.fleet import FleetQuery
 from monitoring.models import (
     ApiToken,
@@ -24,14 +23,13 @@ from monitoring.models import (
     Host,
     HostSample,
     Process,
-    ProcessRollup,
     ProcessSample,
     Retention,
     Rollup,
     WatchedProcess,
 )
 from monitoring.params import BadParameter, parse_id, parse_offset, parse_time, whole_number
-from monitoring.process_table import as_samples, select
+from monitoring.process_table import RESOLUTIONS, TIERS, select
 from monitoring.programs import group_by_program
 from monitoring.tasks import sampler_status
 
@@ -275,10 +273,7 @@ def process_detail(request, process_id: int):
             "first_seen": process.first_seen.timestamp() * 1000,
             "last_seen": process.last_seen.timestamp() * 1000,
             # No GPU memory chart for a process that never held any.
-            # Rollups hold every GPU user of their bucket, and the rows not yet packed
-            # the newest samples: together all of raw history's GPU users.
-            "gpu": process.samples.filter(gpu_memory__gt=0).exists()
-            or process.rollups.filter(gpu_memory_max__gt=0).exists(),
+            "gpu": process_store.used_gpu(process),
             "timeseries": reverse("api-timeseries", args=[process.host_id]),
         },
     }
@@ -288,14 +283,8 @@ def process_detail(request, process_id: int):
 
 def program_runs(process: Process, limit: int = RUNS) -> list[Process]:
     """The latest `limit` runs of the process's program on its host, newest first, this
-    one among them, each with `cpu_avg` and `rss_max` over its raw samples not yet
-    packed (monitoring.raw_processes: the last hours), or over its rollups once those are
-    gone (None when no tier holds it). A process without a
-    program has its watch's runs, if any.
-
-    The runs (index host, program, create_time), then one aggregate over the samples of
-    those runs alone (index process, ts), and for runs without raw samples one over
-    their rollups (index process, resolution, bucket)."""
+    one among them, each with `cpu_avg` and `rss_max` (run_stats). A process without a
+    program has its watch's runs, if any (index host, program, create_time)."""
     if process.program:
         runs = Process.objects.filter(host=process.host_id, program=process.program)
     elif process.watched_id:
@@ -305,31 +294,36 @@ def program_runs(process: Process, limit: int = RUNS) -> list[Process]:
     runs = list(runs.order_by("-create_time", "-pk")[:limit])
     if process.pk not in {r.pk for r in runs}:
         runs = sorted([*runs[: limit - 1], process], key=lambda r: r.create_time, reverse=True)
-    stats = {
-        row["process_id"]: row
-        for row in ProcessSample.objects.filter(process__in=[r.pk for r in runs])
-        .values("process_id")
-        .annotate(cpu_avg=Avg("cpu_percent"), rss_max=Max("rss"))
-        .order_by()
-    }
-    # Runs older than the raw samples: from their 1-minute, then their 1-hour rollups.
-    for resolution in (Rollup.MINUTE, Rollup.HOUR):
-        missing = [r.pk for r in runs if r.pk not in stats]
-        if not missing:
-            break
-        stats |= {
-            row["process_id"]: row
-            for row in ProcessRollup.objects.filter(process__in=missing, resolution=resolution)
-            .values("process_id")
-            .annotate(
-                cpu_avg=Sum(F("cpu_avg") * F("samples")) / Sum("samples"), rss_max=Max("rss_max")
-            )
-            .order_by()
-        }
     for run in runs:
-        row = stats.get(run.pk, {})
-        run.cpu_avg, run.rss_max = row.get("cpu_avg"), row.get("rss_max")
+        run.cpu_avg, run.rss_max = run_stats(run)
     return runs
+
+
+# The longest run whose statistics are read from a tier: longer ones read a coarser one.
+RUN_SPAN = {0: timedelta(hours=6), Rollup.MINUTE: timedelta(days=3), Rollup.HOUR: None}
+
+
+def run_stats(run: Process) -> tuple[float | None, int | None]:
+    """(average CPU, peak RSS) of a run over the finest tier that holds it, reading
+    no more than RUN_SPAN of that tier (None, None when no tier does)."""
+    span = run.last_seen - run.first_seen
+    for resolution, longest in RUN_SPAN.items():
+        if longest is not None and span > longest:
+            continue
+        store = process_store.STORES[resolution]
+        found = store.values(run.host_id, run.first_seen - timedelta(seconds=resolution),
+                             run.last_seen + timedelta(seconds=1), [run.pk])  # fmt: skip
+        if not found:
+            continue
+        samples = [store.as_sample(row) for row in found]
+        weights = [row[2] if resolution else 1 for row in found]  # a rollup's sample count
+        cpu = [(s["cpu_percent"], w) for s, w in zip(samples, weights, strict=True)
+               if s["cpu_percent"] is not None]  # fmt: skip
+        rss = [s["rss"] for s in samples if s["rss"] is not None]
+        total = sum(w for _, w in cpu)
+        average = sum(v * w for v, w in cpu) / total if total else None
+        return average, max(rss, default=None)
+    return None, None
 
 
 @require_GET
@@ -354,13 +348,14 @@ def process_facts_context(process: Process) -> dict:
     children = Process.objects.filter(
         host=process.host_id, ppid=process.pid, create_time__gte=process.create_time
     ).order_by("create_time")[:50]
+    # Once its raw samples are gone, its latest rollup (a minute's, or an hour's).
+    last, resolution = process_store.last_sample(process)
     return {
         "process": process,
         "parent": parent,
         "children": children,
-        # Once its raw samples are gone, its latest rollup (a minute's, or an hour's).
-        "last": raw_processes.last(process)
-        or as_samples(process.rollups.order_by("-bucket", "resolution")).first(),
+        "last": last,
+        "last_kept": {r: TIERS[t] for t, r in RESOLUTIONS.items()}.get(resolution, ""),
         # Only watched processes get an exit time; others may just have left the top N.
         "polled": process.exited_at is None,
         "in_latest": process.last_seen == process.host.last_seen,

@@ -6,7 +6,7 @@ see them whole, or the context says `full_cmdline`: without either they are hidd
 
 from rest_framework import serializers
 
-from monitoring import raw_processes
+from monitoring import process_store
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.process_table import SORTS, ordered
 from monitoring.redaction import may_see_full_cmdline, redact
@@ -182,7 +182,7 @@ def snapshot(
     gpus = GpuSample.objects.filter(host=host, ts=sample.ts).order_by("index")
     data["gpus"] = GpuSampleSerializer(gpus, many=True).data
     if processes:
-        rows = ordered(raw_processes.at(host, sample.ts), SORTS["cpu"], descending=True)
+        rows = ordered(process_store.RAW.at(host, sample.ts), SORTS["cpu"], descending=True)
         context = {"full_cmdline": full_cmdline}
         data["processes"] = ProcessSampleSerializer(rows, many=True, context=context).data
     return data

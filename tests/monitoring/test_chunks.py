@@ -90,7 +90,7 @@ def test_a_damaged_or_unknown_blob_is_a_clear_error():
     with pytest.raises(chunks.ChunkError, match="damaged"):
         chunks.decode(blob[:-3] + b"xyz")
     newer = zlib.compress(bytes([99]) + zlib.decompress(blob)[1:])
-    with pytest.raises(chunks.ChunkError, match="version 99"):
+    with pytest.raises(chunks.ChunkError, match="version 99.1"):
         chunks.decode(newer)
     short = zlib.compress(zlib.decompress(blob)[:30])
     with pytest.raises(chunks.ChunkError):
