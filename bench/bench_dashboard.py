@@ -11,7 +11,9 @@ What it measures
      and 7 more (hours outlive minutes), from 10 long-running processes (10 of the
      raw ones) and 10 slots of jobs whose process is replaced every 2-8 hours (new
      pid and start time). Written in batches with executemany (SQLite) or COPY
-     (PostgreSQL). Database size.
+     (PostgreSQL). Then what the rollup task would have packed by now (1-minute
+     process rows older than a day, 1-hour ones older than a week) is packed into
+     chunks (monitoring.process_store), as on a running install. Database size.
   2. The real server: `python -m daphne -b 127.0.0.1 -p <free port>
      ptracker.asgi:application` as a child process with the same environment, logged
      in through /login/ like a browser (CSRF token, session cookie).
@@ -767,7 +769,20 @@ def seed(hosts: int, days: int, raw_hours: int) -> Seeded:
     result.timings.append(("raw host samples (5 s)", n_host + len(others), elapsed))
     result.timings.append(("process samples (last hour)", n_proc, None))
     seed_all_process_rollups(result, end_minute, end_hour, rng)
+    pack_history(result)
     return result
+
+
+def pack_history(result: Seeded) -> None:
+    """Pack what the rollup task would have packed by now (monitoring.process_store):
+    the 1-minute process rows older than a day, the 1-hour ones older than a week."""
+    from monitoring import process_store
+    from monitoring.models import ProcessChunk
+
+    started = time.perf_counter()
+    process_store.pack(now=datetime.fromtimestamp(result.now, UTC), budget=24 * 3600)
+    elapsed = time.perf_counter() - started
+    result.timings.append(("process history chunks", ProcessChunk.objects.count(), elapsed))
 
 
 def seed_all_process_rollups(result: Seeded, end_minute: int, end_hour: int, rng) -> None:

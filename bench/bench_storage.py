@@ -11,12 +11,12 @@ or with --postgres a database it creates on that server and drops at the end):
 2. Rolls the hours up into the 1-minute and 1-hour tiers (monitoring.rollups), host
    series and per-process rows.
 3. Measures each table with its indexes (SQLite: the dbstat table; PostgreSQL:
-   pg_total_relation_size) and prints bytes per row; then packs every raw process
-   sample into hourly chunks (monitoring.process_store.pack, which the rollup task
-   runs on samples older than process_store.RAW.hot) and measures those.
+   pg_total_relation_size) and prints bytes per row; then packs every tier's process
+   history into chunks (monitoring.process_store: the rollup task packs what is older
+   than each tier's hot window) and measures those, per entry.
 4. Projects one host at default retention (raw 48 h, 1-minute 30 days, 1-hour 365
-   days) from the rows per tick, per minute and per hour it saw (raw process samples:
-   the newest HOT hours as rows, the rest packed), and compares with
+   days) from the rows per tick, per minute and per hour it saw (process history: each
+   tier's hot window as rows, the rest packed), and compares with
    the targets of issue #14: <= 40 B per raw process sample, <= 120 B per host
    sample, <= 150 MiB per host.
 
@@ -36,7 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -204,27 +204,33 @@ def measure(seen: dict) -> dict:
             "hour": hour, "per_tick": per_tick}  # fmt: skip
 
 
-def pack_all(seen: dict) -> float:
-    """Pack every raw process sample into chunks, as the rollup task does with those
-    older than process_store.RAW.hot; bytes per packed sample, with its index."""
+def pack_all() -> dict[int, float]:
+    """Pack every tier's process history into chunks, as process_store.pack does with
+    what is older than each tier's hot window; bytes per packed entry, with the index,
+    by tier (0: raw samples, 60 and 3600: rollups)."""
     from django.db import connection
-    from django.utils import timezone
 
     from monitoring import process_store
-    from monitoring.models import ProcessChunk, ProcessSample
+    from monitoring.models import Host, ProcessChunk
 
-    samples = ProcessSample.objects.count()
-    began = time.perf_counter()
-    process_store.pack(now=timezone.now() + process_store.RAW.hot, budget=3600)
-    took = time.perf_counter() - began
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE")
-    size = table_bytes().get("monitoring_processchunk", 0)
-    chunks = ProcessChunk.objects.count()
-    print(f"  packed {samples} process samples into {chunks} chunks in {took:.1f} s "
-          f"({took / max(chunks, 1) * 1000:.0f} ms a chunk)")  # fmt: skip
-    return size / max(samples, 1)
+    far = datetime.now(UTC) + timedelta(days=3650)
+    per_entry = {}
+    for resolution, store in process_store.STORES.items():
+        entries = store.rows().count()
+        before = table_bytes().get("monitoring_processchunk", 0)
+        began = time.perf_counter()
+        for host_id in Host.objects.values_list("pk", flat=True):
+            store.pack(host_id, store.chunk_start(far), time.monotonic() + 3600)
+        took = time.perf_counter() - began
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE")
+        grown = table_bytes().get("monitoring_processchunk", 0) - before
+        chunks = ProcessChunk.objects.filter(resolution=resolution).count()
+        print(f"  tier {resolution:>4}s: packed {entries} entries into {chunks} chunks in "
+              f"{took:.1f} s ({took / max(chunks, 1) * 1000:.0f} ms a chunk)")  # fmt: skip
+        per_entry[resolution] = grown / max(entries, 1)
+    return per_entry
 
 
 def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
@@ -239,21 +245,29 @@ def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
         print(f"{table:<28} {n:>10} {size / 2**20:>9.2f} {per_row.get(table, 0):>10.1f}")
 
     ticks = RAW_HOURS * 3600 / args.interval
-    hot = process_store.RAW.hot.total_seconds() / args.interval  # ticks kept as rows
     packed = m["packed"]
-    print(f"{'packed (monitoring_processchunk)':<28} {'':>10} {'':>9} {packed:>10.1f}")
+    for resolution, size in packed.items():
+        name = f"packed, tier {resolution} s"
+        print(f"{name:<28} {'':>10} {'':>9} {size:>10.1f}")
+
+    def tier(entries_a_second: float, kept: float, resolution: int, row_bytes: float) -> float:
+        """Bytes of a tier kept `kept` seconds: its hot window as rows, the rest packed."""
+        hot = min(kept, process_store.STORES[resolution].hot.total_seconds())
+        return entries_a_second * (hot * row_bytes + (kept - hot) * packed[resolution])
+
+    rollup_row = per_row.get("monitoring_processrollup", 0)
     parts = {
         "raw host samples": ticks * per_row.get("monitoring_hostsample", 0),
-        "raw process samples": m["per_tick"]
-        * (hot * per_row.get("monitoring_processsample", 0) + (ticks - hot) * packed),
+        "raw process samples": tier(m["per_tick"] / args.interval, RAW_HOURS * 3600, 0,
+                                    per_row.get("monitoring_processsample", 0)),
         "1-minute host series": MINUTE_DAYS * 1440 * m["minute"]["series"]
         * per_row.get("monitoring_rollup", 0),
-        "1-minute processes": MINUTE_DAYS * 1440 * m["minute"]["process"]
-        * per_row.get("monitoring_processrollup", 0),
+        "1-minute processes": tier(m["minute"]["process"] / 60, MINUTE_DAYS * 86400, 60,
+                                   rollup_row),
         "1-hour host series": HOUR_DAYS * 24 * m["hour"]["series"]
         * per_row.get("monitoring_rollup", 0),
-        "1-hour processes": HOUR_DAYS * 24 * m["hour"]["process"]
-        * per_row.get("monitoring_processrollup", 0),
+        "1-hour processes": tier(m["hour"]["process"] / 3600, HOUR_DAYS * 86400, 3600,
+                                 rollup_row),
     }  # fmt: skip
     total = sum(parts.values())
     print(f"\nOne host at default retention (raw {RAW_HOURS} h, 1-minute {MINUTE_DAYS} d, "
@@ -269,7 +283,7 @@ def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
     def verdict(value: float, target: float) -> str:
         return "met" if value <= target else "missed"
 
-    ps, hs = packed, per_row.get("monitoring_hostsample", 0)
+    ps, hs = packed[0], per_row.get("monitoring_hostsample", 0)
     print("\nTargets (printed, not asserted):")
     print(f"  packed process sample{ps:8.1f} B    target <= {TARGETS['process_sample']} B    "
           f"{verdict(ps, TARGETS['process_sample'])}")  # fmt: skip
@@ -298,7 +312,7 @@ def main() -> int:
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")
         measured = measure(seen)
-        measured["packed"] = pack_all(seen)
+        measured["packed"] = pack_all()
         report(args, measured, connection.vendor)
         connection.close()
     finally:

@@ -316,7 +316,9 @@ def pack(now: datetime | None = None, budget: float = 20.0) -> int:
         for store in STORES.values():
             limit = now - store.hot
             if store is MINUTE:
-                limit = min(limit, hours_done.get(host_id) or limit)
+                if host_id not in hours_done:
+                    continue  # no hour rolled up yet: the minutes wait for it
+                limit = min(limit, hours_done[host_id])
             written += store.pack(host_id, store.chunk_start(limit), deadline)
         if time.monotonic() > deadline:
             break
