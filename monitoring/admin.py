@@ -186,13 +186,14 @@ class LeaseAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "user", "read_only", "created", "last_used", "revoked_at"]
-    list_filter = ["read_only"]
+    list_display = ["name", "prefix", "user", "read_only", "scope", "created", "last_used",
+                    "revoked_at"]  # fmt: skip
+    list_filter = ["read_only", "scope"]
     readonly_fields = ["prefix", "created", "last_used", "revoked_at"]
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None):
-        return ["name", "user", "read_only"] + (self.readonly_fields if obj else [])
+        return ["name", "user", "read_only", "scope"] + (self.readonly_fields if obj else [])
 
     def get_queryset(self, request):
         tokens = super().get_queryset(request)

@@ -134,7 +134,7 @@ def test_the_wheel_carries_pages_styles_chart_libraries_and_migrations(wheel):
     assert "ptracker/static/vendor/chart.js/LICENSE.md" in names
     migrations = {
         path.relative_to(ROOT).as_posix()
-        for app in ("monitoring", "alerts")
+        for app in ("monitoring", "alerts", "jobs")
         for path in (ROOT / app / "migrations").glob("*.py")
     }
     assert migrations and migrations <= names
