@@ -23,8 +23,11 @@ class GpuLeaseAdmin(admin.ModelAdmin):
 
     @admin.action(description="Force-release the selected GPUs", permissions=["force_release"])
     def force_release(self, request, queryset):
-        freed = [lease for lease in queryset if lease.end("force_release", by=request.user,
-                                                          message="from the admin")]
+        freed = [
+            lease
+            for lease in queryset
+            if lease.end("force_release", by=request.user, message="from the admin")
+        ]
         messages.success(request, f"{len(freed)} GPU lease(s) force-released.")
 
 

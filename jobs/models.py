@@ -146,11 +146,13 @@ class GpuLease(models.Model):
     ) -> tuple[str, list["GpuLease"]] | None:
         """Take `count` free GPUs of `host` for `ttl` seconds: (handle, leases), or None
         (and nothing taken) when fewer are free."""
-        now = now or timezone.now()
         indexes = [row.index for row in cls.for_host(host)]
         handle = secrets.token_hex(16)
         taken, displaced = [], []
         with transaction.atomic():
+            # Read the clock once in: on SQLite the write lock is ours from here, so the
+            # history's times follow the order in which GPUs changed hands.
+            now = now or timezone.now()
             for row in cls.objects.filter(host=host, index__in=indexes).order_by("index"):
                 if row.handle and row.expires_at > now:
                     continue
@@ -191,8 +193,8 @@ class GpuLease(models.Model):
     @classmethod
     def renew(cls, handle: str, ttl: float, now=None) -> list["GpuLease"]:
         """Push the expiry of every GPU held under `handle` to now + ttl."""
-        now = now or timezone.now()
         with transaction.atomic():
+            now = now or timezone.now()
             renewed = cls.objects.filter(handle=handle).update(
                 renewed_at=now, expires_at=now + timedelta(seconds=ttl)
             )
@@ -206,8 +208,8 @@ class GpuLease(models.Model):
         took it first. Records the action, and an event where it is one."""
         if not self.handle:
             return False
-        now = now or timezone.now()
         with transaction.atomic():
+            now = now or timezone.now()
             freed = GpuLease.objects.filter(pk=self.pk, handle=self.handle).update(**self.FREE)
             if freed:
                 self.ended(action, now, by=by, message=message)
@@ -233,7 +235,6 @@ class GpuLease(models.Model):
     @classmethod
     def release(cls, handle: str, now=None) -> list["GpuLease"]:
         """Free every GPU held under `handle`; the ones this call freed."""
-        now = now or timezone.now()
         return [lease for lease in cls.held_by(handle) if lease.end("release", now)]
 
 
