@@ -444,6 +444,8 @@ class Release(APIView):
         freed = GpuLease.release(handle)
         if not freed:
             return not_held(handle)
+        for lease in freed:
+            lease.refresh_from_db()
         context = {"request": request, "recent_ends": {}}
         gpus = GpuLeaseSerializer(freed, many=True, context=context).data
         return Response({"lease": handle, "gpus": gpus, "expires_at": None})
