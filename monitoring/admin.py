@@ -199,6 +199,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
         tokens = super().get_queryset(request)
         return tokens if request.user.is_superuser else tokens.filter(user=request.user)
 
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        field = super().formfield_for_choice_field(db_field, request, **kwargs)
+        if db_field.name == "scope":
+            field.required = False  # left out of a form: the model's default, the API
+        return field
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         # A token acts as its user: only a superuser may make one for someone else.
         if db_field.name == "user" and not request.user.is_superuser:
