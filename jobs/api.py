@@ -32,7 +32,7 @@ from jobs.models import GpuLease, Holder, LeaseRecord, Monitor, host_gpus
 from monitoring.api.schema import Detail, answers, errors
 from monitoring.api.views import ID
 from monitoring.models import Host
-from monitoring.params import BadParameter, parse_id
+from monitoring.params import BadParameter, parse_id, single
 
 RETRY_AFTER = 2.0  # seconds a waiting client lets pass before it asks again
 MAX_WAIT = 30 * 24 * 3600  # seconds
@@ -272,8 +272,8 @@ class LeaseList(ListAPIView):
 
     def get_queryset(self):
         leases = GpuLease.objects.select_related("host", "owner")
-        if self.request.query_params.get("host"):
-            leases = leases.filter(host_id=parse_id(self.request.query_params["host"], "host"))
+        if host := single(self.request.query_params, "host"):
+            leases = leases.filter(host_id=parse_id(host, "host"))
         return leases
 
     def get_serializer_context(self):

@@ -7,9 +7,10 @@ GPU of the hub's own machine (else of the one host with leases). The task-heartb
 parts of the seed come with heartbeats: until then their fields are null.
 """
 
+import re
+
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -19,19 +20,21 @@ from jobs import monitor, statistics
 from jobs.api import STAFF_WRITE, force_release
 from jobs.models import LOCK_PREFIX, GpuLease, LeaseRecord, Monitor, host_gpus
 from monitoring.api.schema import answers, errors
+from monitoring.api.views import ID
 from monitoring.collectors.system import local_machine_id
 from monitoring.models import Host
-from monitoring.params import BadParameter, whole_number
+from monitoring.params import BadParameter, parse_id, single
 
 CONFIGURED_ACTIONS = ["force_release_gpu_lock", "log_timeout_event"]
 TIMEOUTS = ("expire", "holder_gone")
 RELEASES = ("expire", "holder_gone", "force_release")
+LOCK_KEY_FORM = re.compile(LOCK_PREFIX + r"(?:(.*):)?([0-9]{1,5})")
 LOCK_KEY = OpenApiParameter(
     "lock_key",
-    OpenApiTypes.STR,
+    {"type": "string", "pattern": f"^{LOCK_KEY_FORM.pattern}$"},
     description="gpu_lock:<host>:<index>, or gpu_lock:<index> on the hub's own machine",
 )
-HOST = OpenApiParameter("host", OpenApiTypes.STR, description="a host's name: only its GPUs")
+HOST = OpenApiParameter("host", ID, description="only this host's GPUs")
 
 
 def epoch(value) -> float | None:
@@ -44,10 +47,10 @@ def local_host() -> Host | None:
 
 def find_lock(key: str) -> GpuLease:
     """The lease of a seed lock key; an unleased GPU of a host as a free, unsaved one."""
-    if not key.startswith(LOCK_PREFIX):
+    form = LOCK_KEY_FORM.fullmatch(key)
+    if not form:
         raise BadParameter("lock_key", f"a lock key is {LOCK_PREFIX}<host>:<index>")
-    name, _, index = key[len(LOCK_PREFIX) :].rpartition(":")
-    index = whole_number(index, "lock_key", 0, 2**15)
+    name, index = form[1], int(form[2])
     if name:
         host = Host.objects.filter(name=name).first()
     else:
@@ -65,8 +68,8 @@ def find_lock(key: str) -> GpuLease:
 
 def leases_of(params) -> list[GpuLease]:
     leases = GpuLease.objects.select_related("host", "owner")
-    if params.get("host"):
-        leases = leases.filter(host__name=params["host"])
+    if host := single(params, "host"):
+        leases = leases.filter(host_id=parse_id(host, "host"))
     return list(leases)
 
 
@@ -147,7 +150,7 @@ class LockStatus(APIView):
     @extend_schema(parameters=[LOCK_KEY], responses=answers(LOCK_STATUS, 400))
     def get(self, request):
         now = timezone.now()
-        lease = find_lock(request.query_params.get("lock_key") or f"{LOCK_PREFIX}0")
+        lease = find_lock(single(request.query_params, "lock_key") or f"{LOCK_PREFIX}0")
         check = monitor.health([lease] if lease.pk else [], Monitor.current(), now)
         summary = statistics.summary(LeaseRecord.objects.filter(host=lease.host), now)
         history = lease.records.all()[:10] if lease.pk else []
@@ -206,14 +209,14 @@ LOCK_HEALTH = fields(
 class LockHealth(APIView):
     """Health of the GPU locks (of every host, or of `host`) and of their monitor."""
 
-    @extend_schema(parameters=[HOST], responses=answers(LOCK_HEALTH))
+    @extend_schema(parameters=[HOST], responses=answers(LOCK_HEALTH, 400))
     def get(self, request):
         now = timezone.now()
         leases = leases_of(request.query_params)
         check = monitor.health(leases, Monitor.current(), now)
         records = LeaseRecord.objects.all()
-        if request.query_params.get("host"):
-            records = records.filter(host__name=request.query_params["host"])
+        if host := single(request.query_params, "host"):
+            records = records.filter(host_id=parse_id(host, "host"))
         summary = statistics.summary(records, now)
         held = sorted((lease for lease in leases if lease.is_held), key=lambda x: x.acquired_at)
         oldest = held[0] if held else GpuLease()
@@ -469,7 +472,7 @@ class TimeoutCheck(APIView):
 
     @extend_schema(request=None, parameters=[LOCK_KEY], responses=answers(CHECKED, 400, 403))
     def post(self, request):
-        key = request.query_params.get("lock_key") or request.data.get("lock_key")
+        key = single(request.query_params, "lock_key") or request.data.get("lock_key")
         leases = None
         if key:
             lease = find_lock(key)
