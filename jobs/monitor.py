@@ -194,6 +194,8 @@ def gpu_issues(lease: GpuLease, now, recent_ends: dict) -> list[str]:
         minutes = int((now - lease.idle_since).total_seconds() // 60)
         issues.append(f"held by {lease.holder_text()} but idle for {minutes} min")
     for record in recent_ends.get(lease.pk, []):
+        if lease.is_held and record.ts <= lease.acquired_at:
+            continue  # taken again since: no longer this GPU's story
         issues.append(
             f"{record.get_action_display()} at {record.ts:%H:%M} UTC: lease of "
             f"{record.user or 'someone'}{f': {record.job}' if record.job else ''}"
