@@ -166,3 +166,14 @@ def test_a_monitor_that_stopped_checking_is_critical(gpu_host):
     Monitor.objects.filter(pk=m.pk).update(last_check=timezone.now() - timedelta(minutes=10))
     state, issues = monitor.monitor_issues(Monitor.current(), timezone.now())
     assert state == "critical" and "no lease check for" in issues[0]
+
+
+def test_a_release_by_the_check_stops_being_an_issue_once_the_gpu_is_taken_again(gpu_host, bob):
+    now = timezone.now()
+    GpuLease.acquire(gpu_host, 1, 60, holder(bob), now=now - timedelta(minutes=2))
+    monitor.check(now=now)
+    lease = GpuLease.objects.get(host=gpu_host, index=0)
+    assert "expired at" in monitor.health([lease], Monitor.current(), now)["gpus"][lease.pk][0]
+    GpuLease.acquire(gpu_host, 1, 600, holder(bob), now=now + timedelta(seconds=1))
+    lease.refresh_from_db()
+    assert monitor.health([lease], Monitor.current(), now)["gpus"][lease.pk] == []

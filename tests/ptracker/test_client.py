@@ -163,6 +163,21 @@ def test_python_code_holds_gpus_in_a_with_block(hub, tmp_path):
     assert held() == []
 
 
+def test_an_exception_in_the_with_block_releases_the_lease(hub, tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(
+        WITHOUT_DJANGO
+        + "from ptracker.client import gpu_lease\n"
+        + "with gpu_lease(ttl=60):\n    raise RuntimeError('out of memory')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=hub, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and "RuntimeError: out of memory" in done.stderr
+    assert LeaseRecord.objects.filter(action="release").count() == 1
+    assert held() == []
+
+
 def test_durations_read_like_people_write_them():
     assert [client.parse_duration(t) for t in ("90", "90s", "15m", "2h", "1d", "1h30m")] == [
         90,
