@@ -186,17 +186,24 @@ class LeaseAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "user", "read_only", "created", "last_used", "revoked_at"]
-    list_filter = ["read_only"]
+    list_display = ["name", "prefix", "user", "read_only", "scope", "created", "last_used",
+                    "revoked_at"]  # fmt: skip
+    list_filter = ["read_only", "scope"]
     readonly_fields = ["prefix", "created", "last_used", "revoked_at"]
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None):
-        return ["name", "user", "read_only"] + (self.readonly_fields if obj else [])
+        return ["name", "user", "read_only", "scope"] + (self.readonly_fields if obj else [])
 
     def get_queryset(self, request):
         tokens = super().get_queryset(request)
         return tokens if request.user.is_superuser else tokens.filter(user=request.user)
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        field = super().formfield_for_choice_field(db_field, request, **kwargs)
+        if db_field.name == "scope":
+            field.required = False  # left out of a form: the model's default, the API
+        return field
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         # A token acts as its user: only a superuser may make one for someone else.

@@ -392,6 +392,11 @@ class Event(models.Model):
         ("sampler_started", "sampler started"),
         ("alert_firing", "alert firing"),
         ("alert_resolved", "alert resolved"),
+        ("gpu_lease_expired", "GPU lease expired"),
+        ("gpu_lease_holder_gone", "GPU lease released: holder gone"),
+        ("gpu_lease_force_released", "GPU lease force-released"),
+        ("gpu_used_unleased", "GPU used without a lease"),
+        ("gpu_lease_idle", "GPU held but idle"),
     ]
     # The same kind for the same subject within this window is one event, not many:
     # a flapping unit or host. Process lifecycle events have no subject, since each
@@ -626,12 +631,19 @@ class ApiToken(models.Model):
     """
 
     PREFIX = "pt_"
+    API, JOBS = "api", "jobs"
+    SCOPES = [
+        (API, "the API (read only, or read and write)"),
+        (JOBS, "only GPU leases (for batch jobs on shared machines)"),
+    ]
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, help_text="What it is for: grafana, ci-job…")
     prefix = models.CharField(max_length=12, editable=False)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     read_only = models.BooleanField(default=True, help_text="Only GET requests.")
+    # A jobs token reaches only the views that say they take one (monitoring.api.auth).
+    scope = models.CharField(max_length=10, choices=SCOPES, default=API)
     created = models.DateTimeField(default=timezone.now, editable=False)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -643,17 +655,24 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def issue(cls, user, name: str, read_only: bool = True) -> tuple["ApiToken", str]:
+    def issue(
+        cls, user, name: str, read_only: bool = True, scope: str = API
+    ) -> tuple["ApiToken", str]:
         """A new token and its secret, which is never stored and cannot be shown again."""
         secret = cls.PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(
             user=user,
             name=name,
-            read_only=read_only,
+            read_only=read_only and scope != cls.JOBS,  # a job must take leases: a write
+            scope=scope,
             prefix=secret[:11],
             token_hash=hash_token(secret),
         )
         return token, secret
+
+    def clean(self) -> None:
+        if self.scope == self.JOBS:
+            self.read_only = False  # taking a lease is a write
 
     def set_secret(self) -> str:
         secret = self.PREFIX + secrets.token_urlsafe(32)

@@ -37,6 +37,14 @@ def text(value: str, field: str) -> str:
     return value
 
 
+def single(params, field: str) -> str:
+    """A query parameter that may be given once: its value, "" when absent."""
+    values = params.getlist(field)
+    if len(values) > 1:
+        raise BadParameter(field, f"give {field} once, not {len(values)} times")
+    return text(values[0], field) if values else ""
+
+
 def whole_number(value: str, field: str, low: int = 0, high: int = MAX_ID) -> int:
     """An integer in ASCII digits within [low, high]."""
     if not WHOLE.fullmatch(value):

@@ -16,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework.exceptions import AuthenticationFailed
 
 from monitoring.api.auth import BearerTokenAuthentication
-from monitoring.models import GpuSample, Host, HostSample, ProcessSample
+from monitoring.models import ApiToken, GpuSample, Host, HostSample, ProcessSample
 
 HOST_GAUGES = [
     # (metric name, help, HostSample attribute)
@@ -135,10 +135,11 @@ def allowed(request) -> bool:
     if request.user.is_authenticated:
         return True
     try:
-        if BearerTokenAuthentication().authenticate(request):
-            return True
+        found = BearerTokenAuthentication().authenticate(request)
     except AuthenticationFailed:
         return False
+    if found:
+        return found[1].scope == ApiToken.API  # a jobs token reads nothing
     try:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:

@@ -517,8 +517,9 @@ def tokens(request):
         if not name or len(name) > 100 or "\x00" in name:
             error = "Give the token a name of 1 to 100 characters (what it is for)."
         else:
-            read_only = request.POST.get("access", "read") != "write"
-            secret = ApiToken.issue(request.user, name, read_only=read_only)[1]
+            access = request.POST.get("access", "read")
+            scope = ApiToken.JOBS if access == "jobs" else ApiToken.API
+            secret = ApiToken.issue(request.user, name, access != "write", scope)[1]
     elif request.method != "GET":
         return HttpResponseNotAllowed(["GET", "POST"])
     context = {

@@ -1,6 +1,7 @@
 """The `ptracker` command.
 
-`ptracker agent` (ptracker.agent) runs without Django; everything else sets it up.
+`ptracker agent` (ptracker.agent) and `ptracker gpu` (ptracker.client) run without
+Django; everything else sets it up.
 `ptracker run` checks the configuration, opens the port, migrates the database and
 makes sure someone can log in. Then, on one machine, it becomes the web process
 (`ptracker serve`: Daphne, with the sampler and the schedules in threads); with
@@ -32,7 +33,7 @@ def django_setup() -> int:
 
         django.setup()  # imports the settings and every installed app: all of the extra
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] in ("ptracker", "monitoring", "alerts"):
+        if (exc.name or "").partition(".")[0] in ("ptracker", "monitoring", "alerts", "jobs"):
             raise
         return fail(
             f"the hub needs the module {exc.name!r}, which is not installed: "
@@ -254,12 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         "manage", help="run a Django management command (createsuperuser, changepassword, …)"
     )
     commands.add_parser("agent", help="sample this machine and push to a hub (no Django)")
+    commands.add_parser("gpu", help="run a command on GPUs leased from the hub (no Django)")
     if argv[:1] == ["manage"]:
         return manage(argv[1:])
     if argv[:1] == ["agent"]:
         from ptracker.agent import main as agent_main  # imports no Django
 
         return agent_main(argv[1:])
+    if argv[:1] == ["gpu"]:
+        from ptracker.client import main as gpu_main  # imports no Django
+
+        return gpu_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)

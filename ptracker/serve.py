@@ -16,9 +16,10 @@ STOP_TIMEOUT = 5.0  # seconds for the background work to end its tick after the 
 
 def schedules() -> dict[str, tuple[str, int]]:
     from alerts.schedules import SCHEDULES as ALERTS
+    from jobs.schedules import SCHEDULES as JOBS
     from monitoring.schedules import SCHEDULES as MONITORING
 
-    return {**MONITORING, **ALERTS}
+    return {**MONITORING, **ALERTS, **JOBS}
 
 
 def endpoint(bind: str, port: int, fd: int | None) -> str:

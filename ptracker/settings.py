@@ -358,6 +358,7 @@ INSTALLED_APPS = [
     "django_q",
     "monitoring",
     "alerts",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -461,6 +462,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "monitoring.api.auth.ReadOnlyTokens",
+        "monitoring.api.auth.JobTokens",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "monitoring.api.errors.exception_handler",
@@ -479,6 +481,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "monitoring.api.schema.empty_means_absent",
     ],
+    "ENUM_NAME_OVERRIDES": {"HealthStatusEnum": "jobs.monitor.HEALTH_STATES"},
     # <id:…> in URLs (monitoring.params.IdConverter)
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}

@@ -20,6 +20,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("monitoring.api.urls")),
     path("api/v1/alerts/", include("alerts.api")),
+    path("api/v1/gpu-leases/", include("jobs.api")),
+    path("api/v1/monitoring/", include("jobs.status_api")),
     path("api/schema/", ApiSchema.as_view(), name="api-schema"),
     path("api/docs/", ApiDocs.as_view(), name="api-docs"),
     path("metrics", prometheus.metrics, name="metrics"),
@@ -29,5 +31,6 @@ urlpatterns = [
     path("debug/monitor/summary", debug_monitor.summary_view, name="debug-summary"),
     path("debug/monitor/report", debug_monitor.report_view, name="debug-report"),
     path("", include("alerts.urls")),
+    path("", include("jobs.urls")),
     path("", include("monitoring.urls")),
 ]

@@ -43,6 +43,19 @@ class ReadOnlyTokens(permissions.BasePermission):
         return True
 
 
+class JobTokens(permissions.BasePermission):
+    """A jobs token (ApiToken.JOBS) reaches only views with `jobs_scope = True`: the
+    GPU leases a batch job takes, nothing else of the API."""
+
+    message = "This token only takes GPU leases."
+
+    def has_permission(self, request, view) -> bool:
+        token = request.auth
+        if isinstance(token, ApiToken) and token.scope == ApiToken.JOBS:
+            return getattr(view, "jobs_scope", False)
+        return True
+
+
 class ApiDocsAccess(permissions.BasePermission):
     """The schema and its docs page: signed in or with a token, unless
     PTRACKER_PUBLIC_API_DOCS opens them (read per request, so tests can flip it)."""

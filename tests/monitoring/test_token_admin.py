@@ -79,3 +79,12 @@ def test_the_tokens_page_shows_a_new_secret_in_its_answer_only(client, bob):
 def test_the_tokens_page_is_never_cached(client, bob):
     client.force_login(bob)
     assert "no-store" in client.get("/account/tokens/")["Cache-Control"]
+
+
+def test_a_gpu_leases_token_made_in_the_admin_may_take_leases(alice_client, bob):
+    response = alice_client.post(
+        ADD, {"name": "batch", "user": bob.pk, "read_only": "on", "scope": ApiToken.JOBS}
+    )
+    token = ApiToken.find(new_secret(response))
+    assert (token.scope, token.read_only) == (ApiToken.JOBS, False)
+    assert "(GPU leases only)" in response.content.decode()

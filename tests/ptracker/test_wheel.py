@@ -134,7 +134,7 @@ def test_the_wheel_carries_pages_styles_chart_libraries_and_migrations(wheel):
     assert "ptracker/static/vendor/chart.js/LICENSE.md" in names
     migrations = {
         path.relative_to(ROOT).as_posix()
-        for app in ("monitoring", "alerts")
+        for app in ("monitoring", "alerts", "jobs")
         for path in (ROOT / app / "migrations").glob("*.py")
     }
     assert migrations and migrations <= names
@@ -170,6 +170,25 @@ def test_the_agent_runs_from_the_wheel_with_the_base_dependencies_only(agent_pyt
         )
         assert "install ptracker[hub] to run the hub" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+def test_gpu_leases_run_from_the_agents_install(agent_python, tmp_path):
+    env = bare_env(tmp_path, PTRACKER_HUB="http://127.0.0.1:9")  # nothing listens there
+    help_text = run(agent_python, "-m", "ptracker", "gpu", "--help", cwd=tmp_path, env=env)
+    assert help_text.returncode == 0 and "--no-wait" in help_text.stdout
+    tried = run(
+        agent_python,
+        "-m",
+        "ptracker",
+        "gpu",
+        "--",
+        "true",
+        cwd=tmp_path,
+        env={**env, "PTRACKER_TOKEN": "pt_x"},
+    )
+    assert tried.returncode == 2
+    assert "cannot reach the hub at http://127.0.0.1:9" in tried.stderr
 
 
 def csrf_token(opener: urllib.request.OpenerDirector) -> str:

@@ -1,0 +1,370 @@
+"""GPU leases: one row per GPU of a host, held by one job at a time.
+
+How a GPU changes hands (the sampler's Lease, per GPU): it is taken by a conditional
+UPDATE that succeeds only while the row is free (`handle` empty) or still carries the
+expired handle that was read; it is renewed and released by UPDATEs that name the
+holder's handle. Zero rows updated means someone else got there first: nothing is
+read and then written in between. A request for several GPUs takes them in index
+order inside one transaction and rolls back unless it got them all, so nobody holds
+part of a request, and two requests never wait on each other in a cycle.
+
+The holder is a process: host, pid and its start time (a reused pid is another
+process), the account that asked (which alone may renew and release), the user who
+runs it and the job's name. Every change is a LeaseRecord: the history, and what the
+statistics count.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from monitoring.models import Event, GpuSample, Host
+
+LOCK_PREFIX = "gpu_lock:"  # the seed's name for a lock: gpu_lock:<host>:<index>
+
+
+def host_gpus(host: Host) -> list[dict]:
+    """The host's GPUs as its sampler last listed them: [{"index", "uuid", "name"}]."""
+    gpus = (host.inventory or {}).get("gpus") or []
+    if not gpus and host.last_seen is not None:
+        rows = GpuSample.objects.filter(host=host, ts=host.last_seen)
+        gpus = [{"index": g.index, "uuid": g.uuid, "name": g.name} for g in rows]
+    return sorted(gpus, key=lambda g: g["index"])
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who takes a lease."""
+
+    owner: object  # the account (token or session) that asked: it may renew and release
+    user: str = ""  # who runs the job (its system user): the page and hours per user
+    job: str = ""
+    pid: int | None = None
+    process_started: datetime | None = None  # pid + start time: a reused pid is not it
+
+    def fields(self) -> dict:
+        return {
+            "owner": self.owner,
+            "user": self.user[:100],
+            "job": self.job[:200],
+            "pid": self.pid,
+            "process_started": self.process_started,
+        }
+
+
+class GpuLease(models.Model):
+    host = models.ForeignKey(Host, models.CASCADE, related_name="gpu_leases")
+    index = models.PositiveSmallIntegerField()
+    uuid = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=100, blank=True)
+    # The holder; handle "" means free. The handle is the holder's proof of holding.
+    handle = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    user = models.CharField(max_length=100, blank=True)
+    job = models.CharField(max_length=200, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    process_started = models.DateTimeField(null=True, blank=True)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # What the check read in the GPU's samples; None while it does not hold.
+    unleased_use_since = models.DateTimeField(null=True, blank=True)
+    idle_since = models.DateTimeField(null=True, blank=True)
+
+    FREE = {
+        "handle": "",
+        "owner": None,
+        "user": "",
+        "job": "",
+        "pid": None,
+        "process_started": None,
+        "acquired_at": None,
+        "renewed_at": None,
+        "expires_at": None,
+        "idle_since": None,
+    }
+    # How a lease ended -> the event it is, where it is one.
+    EVENTS = {
+        "expire": ("gpu_lease_expired", "expired (not renewed in time)"),
+        "holder_gone": ("gpu_lease_holder_gone", "released: its process is gone"),
+        "force_release": ("gpu_lease_force_released", "force-released"),
+    }
+
+    class Meta:
+        ordering = ["host__name", "index"]
+        constraints = [models.UniqueConstraint(fields=["host", "index"], name="one_lease_per_gpu")]
+        verbose_name = "GPU lease"
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def key(self) -> str:
+        return f"{LOCK_PREFIX}{self.host.name}:{self.index}"
+
+    @property
+    def is_held(self) -> bool:
+        return bool(self.handle)
+
+    def ttl_left(self, now=None) -> float | None:
+        if not self.handle:
+            return None
+        return (self.expires_at - (now or timezone.now())).total_seconds()
+
+    def holder_text(self) -> str:
+        """`bob: train.py (pid 4242)`: who holds it, for messages."""
+        text = self.user or (self.owner.get_username() if self.owner else "someone")
+        if self.job:
+            text += f": {self.job}"
+        return text + (f" (pid {self.pid})" if self.pid else "")
+
+    @classmethod
+    def for_host(cls, host: Host) -> list["GpuLease"]:
+        """The rows of the host's GPUs, made on first use, in index order."""
+        gpus = host_gpus(host)
+        indexes = [g["index"] for g in gpus]
+        have = set(cls.objects.filter(host=host).values_list("index", flat=True))
+        missing = [
+            cls(host=host, index=g["index"], uuid=g.get("uuid") or "", name=g.get("name") or "")
+            for g in gpus
+            if g["index"] not in have
+        ]
+        if missing:
+            cls.objects.bulk_create(missing, ignore_conflicts=True)  # another asker may race
+        return list(cls.objects.filter(host=host, index__in=indexes).order_by("index"))
+
+    @classmethod
+    def acquire(
+        cls, host: Host, count: int, ttl: float, holder: Holder, now=None, waited=None
+    ) -> tuple[str, list["GpuLease"]] | None:
+        """Take `count` free GPUs of `host` for `ttl` seconds: (handle, leases), or None
+        (and nothing taken) when fewer are free."""
+        indexes = [row.index for row in cls.for_host(host)]
+        handle = secrets.token_hex(16)
+        taken, displaced = [], []
+        with transaction.atomic():
+            # Read the clock once in: on SQLite the write lock is ours from here, so the
+            # history's times follow the order in which GPUs changed hands.
+            now = now or timezone.now()
+            for row in cls.objects.filter(host=host, index__in=indexes).order_by("index"):
+                if row.handle and row.expires_at > now:
+                    continue
+                free = Q(handle=row.handle, expires_at__lte=now) if row.handle else Q(handle="")
+                took = (
+                    cls.objects.filter(pk=row.pk)
+                    .filter(free)
+                    .update(
+                        handle=handle,
+                        **holder.fields(),
+                        acquired_at=now,
+                        renewed_at=now,
+                        expires_at=now + timedelta(seconds=ttl),
+                        idle_since=None,
+                        unleased_use_since=None,
+                    )
+                )
+                if took:
+                    taken.append(row)
+                    if row.handle:
+                        displaced.append(row)  # still carries its expired holder
+                    if len(taken) == count:
+                        break
+            if len(taken) < count:
+                transaction.set_rollback(True)
+                return None
+            for row in displaced:
+                row.ended("expire", now)
+            leases = list(cls.objects.filter(pk__in=[r.pk for r in taken]).select_related("host"))
+            for lease in leases:
+                LeaseRecord.of(lease, "acquire", now, count=count, waited=waited)
+        return handle, leases
+
+    @classmethod
+    def held_by(cls, handle: str) -> list["GpuLease"]:
+        return list(cls.objects.filter(handle=handle).select_related("host", "owner"))
+
+    @classmethod
+    def renew(cls, handle: str, ttl: float, now=None) -> list["GpuLease"]:
+        """Push the expiry of every GPU held under `handle` to now + ttl."""
+        with transaction.atomic():
+            now = now or timezone.now()
+            renewed = cls.objects.filter(handle=handle).update(
+                renewed_at=now, expires_at=now + timedelta(seconds=ttl)
+            )
+            leases = cls.held_by(handle) if renewed else []
+            for lease in leases:
+                LeaseRecord.of(lease, "renew", now)
+        return leases
+
+    def end(self, action: str, now=None, by=None, message: str = "") -> bool:
+        """Free this GPU if it is still held as read; False when someone else ended or
+        took it first. Records the action, and an event where it is one."""
+        if not self.handle:
+            return False
+        with transaction.atomic():
+            now = now or timezone.now()
+            freed = GpuLease.objects.filter(pk=self.pk, handle=self.handle).update(**self.FREE)
+            if freed:
+                self.ended(action, now, by=by, message=message)
+        return bool(freed)
+
+    def ended(self, action: str, now, by=None, message: str = "") -> None:
+        """Record the end of the lease this (unchanged) object still describes."""
+        held = (now - self.acquired_at).total_seconds() if self.acquired_at else None
+        LeaseRecord.of(self, action, now, by=by, held=held, message=message)
+        if action in self.EVENTS:
+            kind, what = self.EVENTS[action]
+            text = f"GPU {self.index} of {self.host.name}: lease of {self.holder_text()} {what}"
+            if by is not None:
+                text += f" by {by.get_username()}"
+            Event.record(
+                self.host,
+                kind,
+                text + (f" ({message})" if message else ""),
+                ts=now,
+                data={"gpu": self.index, "pid": self.pid, "job": self.job, "user": self.user},
+            )
+
+    @classmethod
+    def release(cls, handle: str, now=None) -> list["GpuLease"]:
+        """Free every GPU held under `handle`; the ones this call freed."""
+        return [lease for lease in cls.held_by(handle) if lease.end("release", now)]
+
+
+class LeaseRecord(models.Model):
+    """One row of lease history: a GPU taken, renewed or freed, or a request refused,
+    waiting or given up."""
+
+    ACTIONS = [
+        ("acquire", "acquired"),
+        ("renew", "renewed"),
+        ("release", "released"),
+        ("expire", "expired"),
+        ("holder_gone", "released: holder gone"),
+        ("force_release", "force-released"),
+        ("wait", "waiting for a GPU"),
+        ("refused", "refused: no free GPU"),
+        ("timeout", "gave up waiting"),
+    ]
+    ENDINGS = ("release", "expire", "holder_gone", "force_release")
+
+    ts = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=20, choices=ACTIONS)
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    gpu = models.ForeignKey(GpuLease, models.CASCADE, null=True, blank=True, related_name="records")
+    handle = models.CharField(max_length=32, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    user = models.CharField(max_length=100, blank=True)
+    job = models.CharField(max_length=200, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    process_started = models.DateTimeField(null=True, blank=True)
+    count = models.PositiveSmallIntegerField(default=1, help_text="GPUs asked for")
+    # Who forced a release (None: the holder, or the check).
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    held = models.FloatField(null=True, blank=True, help_text="seconds, when a lease ends")
+    waited = models.FloatField(null=True, blank=True, help_text="seconds, when granted")
+    attempt = models.CharField(max_length=64, blank=True, help_text="the client's id of a wait")
+    message = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-ts", "-id"]
+        indexes = [
+            models.Index(fields=["host", "ts"]),
+            models.Index(fields=["gpu", "ts"]),
+            models.Index(fields=["ts"]),
+            models.Index(fields=["attempt"]),
+        ]
+        verbose_name = "GPU lease record"
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.ts:%Y-%m-%d %H:%M:%S}"
+
+    @classmethod
+    def of(cls, lease: GpuLease, action: str, now, **extra) -> "LeaseRecord":
+        """A record of `action` on `lease`, with the holder the object describes."""
+        return cls.objects.create(
+            ts=now,
+            action=action,
+            host_id=lease.host_id,
+            gpu=lease,
+            handle=lease.handle,
+            owner_id=lease.owner_id,
+            user=lease.user,
+            job=lease.job,
+            pid=lease.pid,
+            process_started=lease.process_started,
+            **extra,
+        )
+
+    @classmethod
+    def of_request(cls, host: Host, action: str, holder: Holder, count: int, now, **extra):
+        """A record of a request that got no GPU (waiting, refused, gave up)."""
+        return cls.objects.create(
+            ts=now, action=action, host=host, count=count, **holder.fields(), **extra
+        )
+
+
+class Monitor(models.Model):
+    """The lease monitor (the seed's "monitor"): one row. The minute check runs while
+    `enabled`; start and stop it here, in the admin or through the API."""
+
+    INTERVAL = 60  # seconds: the minute schedule that runs the check
+
+    enabled = models.BooleanField(default=True, help_text="Run the minute check of GPU leases.")
+    started_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_check = models.DateTimeField(null=True, blank=True, editable=False)
+    checks = models.PositiveIntegerField(default=0, editable=False)
+    check_seconds = models.FloatField(default=0.0, editable=False)  # summed, for the average
+    idle_minutes = models.PositiveIntegerField(
+        default=30, help_text="Flag a held GPU that stayed idle this long."
+    )
+    busy_percent = models.PositiveSmallIntegerField(
+        default=10, help_text="GPU utilization from which a GPU counts as busy."
+    )
+    default_ttl = models.PositiveIntegerField(
+        default=600, help_text="Seconds a lease lasts when its taker names no TTL."
+    )
+    max_ttl = models.PositiveIntegerField(
+        default=7 * 24 * 3600, help_text="The longest TTL a lease may ask for, seconds."
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "lease monitor"
+
+    def __str__(self) -> str:
+        return "lease monitor (running)" if self.enabled else "lease monitor (stopped)"
+
+    @classmethod
+    def current(cls) -> "Monitor":
+        return cls.objects.get_or_create(pk=1)[0]
+
+    def start(self) -> bool:
+        """Start it; False when it ran already."""
+        started = Monitor.objects.filter(pk=self.pk, enabled=False).update(
+            enabled=True, started_at=timezone.now()
+        )
+        self.refresh_from_db()
+        return bool(started)
+
+    def stop(self) -> bool:
+        stopped = Monitor.objects.filter(pk=self.pk, enabled=True).update(enabled=False)
+        self.refresh_from_db()
+        return bool(stopped)
+
+    def is_running(self, now=None) -> bool:
+        """Enabled, and a check ran within the last two intervals."""
+        now = now or timezone.now()
+        if not self.enabled or self.last_check is None:
+            return False
+        return (now - self.last_check).total_seconds() <= 2 * self.INTERVAL + 15
