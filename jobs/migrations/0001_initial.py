@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("monitoring", "0013_fill_process_program"),
+        ("monitoring", "0015_apitoken_scope"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("monitoring", "0013_fill_process_program"),
+        ("monitoring", "0014_process_chunks"),
     ]
 
     operations = [
