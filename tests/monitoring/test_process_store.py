@@ -230,3 +230,44 @@ def test_a_gpu_user_is_known_from_its_packed_hour_rollups(alice_client, host):
     prune()  # its raw samples go: the page shows its last minute, packed
     page = alice_client.get(f"/processes/{process.pk}/").content.decode()
     assert "Last kept (1-minute averages, peaks" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upgrade_notes_which_identities_have_rollups_and_packs_old_rows_later(host):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from tests.conftest import T0
+
+    before, after = (
+        ("monitoring", "0013_fill_process_program"),
+        ("monitoring", "0014_process_chunks"),
+    )
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([before])
+    try:
+        apps = executor.loader.project_state([before]).apps
+        OldProcess = apps.get_model("monitoring", "Process")
+        OldRollup = apps.get_model("monitoring", "ProcessRollup")
+        made = {}
+        for pid, resolutions in ((1, ()), (2, (60,)), (3, (60, 3600))):
+            made[pid] = OldProcess.objects.create(
+                host_id=host.pk, pid=pid, create_time=T0, name=f"p{pid}", first_seen=T0,
+                last_seen=T0,
+            )  # fmt: skip
+            for resolution in resolutions:
+                OldRollup.objects.create(host_id=host.pk, process=made[pid],
+                                         resolution=resolution, bucket=T0, samples=1)  # fmt: skip
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+        tiers = dict(Process.objects.filter(host=host).values_list("pid", "history_tier"))
+        assert tiers == {1: 0, 2: Rollup.MINUTE, 3: Rollup.HOUR}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+    # The rows stored before the upgrade are packed by the next runs, history intact.
+    assert process_store.pack() >= 1
+    assert {r[1] for r in process_store.HOUR.values(host.pk)} == {made[3].pk}
+    left = ProcessRollup.objects.filter(host=host).values_list("resolution", flat=True)
+    assert set(left) == {Rollup.MINUTE}  # minutes wait for an hour rollup to read them
