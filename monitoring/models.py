@@ -397,6 +397,12 @@ class Event(models.Model):
         ("gpu_lease_force_released", "GPU lease force-released"),
         ("gpu_used_unleased", "GPU used without a lease"),
         ("gpu_lease_idle", "GPU held but idle"),
+        ("heartbeat_up", "heartbeat check up again"),
+        ("heartbeat_late", "heartbeat late"),
+        ("heartbeat_failed", "run failed"),
+        ("heartbeat_orphaned", "run orphaned: its process vanished"),
+        ("heartbeat_too_long", "run too long"),
+        ("heartbeat_too_short", "run too short"),
     ]
     # The same kind for the same subject within this window is one event, not many:
     # a flapping unit or host. Process lifecycle events have no subject, since each
