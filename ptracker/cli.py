@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("agent", help="sample this machine and push to a hub (no Django)")
     commands.add_parser("gpu", help="run a command on GPUs leased from the hub (no Django)")
+    commands.add_parser("job", help="run a command as a run of a heartbeat check (no Django)")
     if argv[:1] == ["manage"]:
         return manage(argv[1:])
     if argv[:1] == ["agent"]:
@@ -266,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         from ptracker.client import main as gpu_main  # imports no Django
 
         return gpu_main(argv[1:])
+    if argv[:1] == ["job"]:
+        from ptracker.client import job_main  # imports no Django
+
+        return job_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
