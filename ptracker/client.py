@@ -138,7 +138,7 @@ class Hub:
     def post(self, path: str, body: dict) -> tuple[int, dict]:
         return self.call("POST", API + path, body)
 
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | list]:
         """One request to the hub with the token; (status, JSON answer)."""
         request = urllib.request.Request(
             self.url + path,
@@ -163,12 +163,12 @@ class Hub:
         return status, answer
 
 
-def _json(body: bytes) -> dict:
+def _json(body: bytes) -> dict | list:
     try:
         value = json.loads(body or b"{}")
     except ValueError:
         return {"detail": body[:200].decode(errors="replace")}
-    return value if isinstance(value, dict) else {"detail": str(value)}
+    return value if isinstance(value, dict | list) else {"detail": str(value)}
 
 
 def _detail(answer: dict) -> str:
@@ -587,7 +587,7 @@ def ping_url_of(name: str, hub: Hub) -> str:
     status, answer = hub.call(
         "GET", "/api/v1/heartbeats/?" + urllib.parse.urlencode({"name": name})
     )
-    rows = answer.get("results", answer) if isinstance(answer, dict) else answer
+    rows = answer.get("results", []) if isinstance(answer, dict) else answer
     if status != 200 or not rows:
         raise LeaseError(f"the hub has no heartbeat check named {name!r} ({status})")
     return f"{hub.url}/ping/{rows[0]['slug']}"
