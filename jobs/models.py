@@ -441,10 +441,13 @@ class HeartbeatCheck(models.Model):
     def set_state(self, state: str, now, message: str, run=None) -> bool:
         """Move to `state`; an event when it changed (kind heartbeat_<state>), and for
         "up" only when it comes back from a bad state."""
-        if state == self.state:
+        # The row's state, not this instance's, which another ping may have changed.
+        this = HeartbeatCheck.objects.filter(pk=self.pk)
+        previous = this.values_list("state", flat=True).first() or self.state
+        self.state = previous
+        if state == previous:
             return False
-        previous = self.state
-        changed = HeartbeatCheck.objects.filter(pk=self.pk, state=previous).update(state=state)
+        changed = this.filter(state=previous).update(state=state)
         self.state = state
         back_up = state != "up" or previous not in ("new", "running")
         if changed and state in HEARTBEAT_EVENTS and back_up:
