@@ -16,7 +16,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import heartbeat_api, monitor, statistics
+from jobs import health, heartbeat_api, monitor, statistics
 from jobs.api import STAFF_WRITE, force_release
 from jobs.models import LOCK_PREFIX, GpuLease, HeartbeatCheck, LeaseRecord, Monitor, Run, host_gpus
 from monitoring.api.schema import answers, errors
@@ -598,7 +598,30 @@ class Statistics(APIView):
         )
 
 
+HEALTH = fields(
+    "OwnHealth",
+    status=serializers.ChoiceField(choices=health.LEVELS),
+    issues=serializers.ListField(child=serializers.CharField()),
+    components=serializers.DictField(
+        child=serializers.DictField(),
+        help_text="sampler, queue, database, rollups, disk, notifications, monitor, heartbeat: "
+        "each with status, issues, metrics, timestamp",
+    ),
+    timestamp=serializers.FloatField(),
+)
+
+
+class Health(APIView):
+    """ptracker's own health: sampler, task queue, database latency, rollups and pruning,
+    free disk, alert deliveries, the lease monitor, heartbeat failures (jobs.health)."""
+
+    @extend_schema(responses=answers(HEALTH))
+    def get(self, request):
+        return Response(health.summary(health.read()))
+
+
 urlpatterns = [
+    path("health", Health.as_view(), name="seed-health"),
     *heartbeat_api.seed_urls,
     path("gpu-lock/status", LockStatus.as_view(), name="seed-lock-status"),
     path("gpu-lock/health", LockHealth.as_view(), name="seed-lock-health"),

@@ -521,6 +521,8 @@ class Retention(models.Model):
     minute_days = models.PositiveIntegerField(default=30, help_text="1-minute rollups, in days.")
     hour_days = models.PositiveIntegerField(default=365, help_text="1-hour rollups, in days.")
     event_days = models.PositiveIntegerField(default=90, help_text="Events, in days.")
+    # When pruning last finished: ptracker's own health (jobs.health) reads it.
+    pruned_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = verbose_name_plural = "retention"
