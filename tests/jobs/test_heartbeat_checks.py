@@ -244,3 +244,25 @@ def test_the_rate_limit_counts_per_second():
     assert all(check.admit_ping(now) for _ in range(HeartbeatCheck.PINGS_PER_SECOND))
     assert not check.admit_ping(now)
     assert check.admit_ping(now + timedelta(seconds=1))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_pings_never_pass_the_rate_limit():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    check = make_check()
+    now = timezone.now()
+
+    def admit(_):
+        try:
+            return check.admit_ping(now)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        admitted = sum(pool.map(admit, range(40)))
+    assert 1 <= admitted <= HeartbeatCheck.PINGS_PER_SECOND
+    check.refresh_from_db()
+    assert check.ping_count == admitted
