@@ -18,14 +18,19 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import heartbeats
 from jobs.models import GpuLease, HeartbeatCheck, Run
-from monitoring.api.schema import answers
+from monitoring.api.schema import answers, errors
 from monitoring.params import BadParameter
 
 DEAD_AGE = timedelta(days=1)  # an ended run is "dead" in the seed's sense after this
@@ -204,6 +209,14 @@ class CheckSerializer(serializers.ModelSerializer):
         return data
 
 
+@extend_schema_view(
+    list=extend_schema(responses=answers(CheckSerializer(many=True))),
+    create=extend_schema(responses={201: CheckSerializer, **errors(400, 403)}),
+    retrieve=extend_schema(responses=answers(CheckSerializer, 404)),
+    update=extend_schema(responses=answers(CheckSerializer, 400, 403, 404)),
+    partial_update=extend_schema(responses=answers(CheckSerializer, 400, 403, 404)),
+    destroy=extend_schema(responses={204: None, **errors(403, 404)}),
+)
 class CheckViewSet(viewsets.ModelViewSet):
     """Heartbeat checks: every signed-in user sees them all (as hosts); a read-write or
     jobs token makes and changes them. `?name=` finds one by name."""
@@ -340,7 +353,7 @@ class Task(APIView):
             }
         )
 
-    @extend_schema(responses=answers(DONE))
+    @extend_schema(responses=answers(DONE, 403, 404))
     def delete(self, request, tid: str):
         run = find_task(tid)
         stopped = bool(
@@ -370,7 +383,7 @@ class TaskStart(APIView):
                 "machine_id": serializers.CharField(required=False),
             },
         ),
-        responses=answers(DONE),
+        responses=answers(DONE, 400, 403),
     )
     def post(self, request, tid: str):
         name = str(request.data.get("task_name") or tid)[:100]
@@ -473,7 +486,8 @@ class Cleanup(APIView):
                     "success": serializers.BooleanField(),
                     "cleaned_dead_tasks": serializers.IntegerField(),
                 },
-            )
+            ),
+            403,
         ),
     )
     def post(self, request):
