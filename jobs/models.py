@@ -483,8 +483,15 @@ def next_cron(expression: str, tz: str, after: datetime) -> datetime:
 
     from croniter import croniter
 
-    local = after.astimezone(ZoneInfo(tz))
-    return croniter(expression, local).get_next(datetime).astimezone(UTC)
+    times = croniter(expression, after.astimezone(ZoneInfo(tz)))
+    fire = times.get_next(datetime)
+    # When the clocks go back, a wall time comes twice. Like cron, a job at a set hour
+    # runs at the first only (else a daily job would be late an hour after it ran);
+    # one whose hour is a wildcard (hourly, every 10 minutes) runs at both.
+    if "*" not in expression.split()[1]:
+        while fire.replace(fold=0).astimezone(UTC) != fire.astimezone(UTC):
+            fire = times.get_next(datetime)
+    return fire.astimezone(UTC)
 
 
 class Run(models.Model):

@@ -203,6 +203,30 @@ def test_cron_times_are_local_across_the_dst_change():
     assert utc_times[1:] == ["03-30 00:30", "03-31 00:30"]
 
 
+def test_when_the_clocks_go_back_a_daily_time_fires_once_an_hourly_one_twice():
+    # On 2026-10-25 Berlin goes from 03:00 CEST back to 02:00 CET: 02:30 comes twice.
+    def fires(expression, start, n):
+        times = [start]
+        for _ in range(n):
+            times.append(next_cron(expression, "Europe/Berlin", times[-1]))
+        return [t.strftime("%m-%d %H:%M") for t in times[1:]]
+
+    daily = fires("30 2 * * *", datetime(2026, 10, 24, 2, 0, tzinfo=UTC), 2)
+    assert daily == ["10-25 00:30", "10-26 01:30"]  # 02:30 CEST, then 02:30 CET a day on
+    hourly = fires("0 * * * *", datetime(2026, 10, 24, 23, 30, tzinfo=UTC), 4)
+    assert hourly == ["10-25 00:00", "10-25 01:00", "10-25 02:00", "10-25 03:00"]
+
+
+def test_a_daily_cron_check_is_not_late_in_the_repeated_hour():
+    check = make_check(
+        period=None, cron="30 2 * * *", tz="Europe/Berlin", grace=timedelta(minutes=30)
+    )
+    heartbeats.ping(check, "success", datetime(2026, 10, 25, 0, 30, 10, tzinfo=UTC))
+    heartbeats.evaluate(datetime(2026, 10, 25, 2, 30, tzinfo=UTC))  # past 02:30 CET + grace
+    check.refresh_from_db()
+    assert check.state == "up"
+
+
 def test_a_cron_check_is_late_only_after_the_next_local_time_and_grace():
     check = make_check(
         period=None, cron="0 6 * * *", tz="Europe/Berlin", grace=timedelta(minutes=30)
