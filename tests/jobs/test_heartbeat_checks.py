@@ -110,6 +110,16 @@ def test_the_log_is_bounded_to_its_end():
     assert Run.objects.get().log.endswith("the end")
 
 
+def test_a_log_posted_as_curl_sends_it_is_kept():
+    # curl --data-binary sends application/x-www-form-urlencoded
+    check = make_check()
+    body = "a=b&c\nbackup done: 3 GiB\n"
+    url = f"/ping/{check.slug}/0"
+    answer = Client().post(url, body, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 200
+    assert Run.objects.get().log == body
+
+
 def test_runs_with_their_own_ids_go_at_once_and_are_timed_each():
     check = make_check()
     start = timezone.now()
