@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from alerts.messages import describe, render_message
 from alerts.models import (
+    HEARTBEAT_RULES,
     OPERATORS,
     PRESENCE_RULES,
     AlertState,
@@ -28,6 +29,7 @@ from alerts.models import (
     Silence,
     Transition,
 )
+from jobs.models import HeartbeatCheck, Run
 from monitoring import background, process_store
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.patterns import PatternError, compile_pattern, matches_process
@@ -35,7 +37,7 @@ from monitoring.patterns import PatternError, compile_pattern, matches_process
 log = logging.getLogger(__name__)
 
 SCHEDULED = {"host_offline", "process_missing", "service_inactive", "memory_growth",
-             "disk_will_fill"}  # fmt: skip
+             "disk_will_fill", *HEARTBEAT_RULES}  # fmt: skip
 GPU_FIELDS = {
     "gpu_utilization": "utilization",
     "gpu_memory_percent": "memory_percent",
@@ -360,7 +362,15 @@ def evaluate_scheduled(now: datetime | None = None) -> list[Transition]:
     transitions = []
     rules = Rule.objects.filter(enabled=True, metric__in=SCHEDULED).select_related("watched")
     hosts = list(Host.objects.filter(enabled=True))
+    checks = None
     for rule in rules:
+        if rule.metric in HEARTBEAT_RULES:
+            checks = checks if checks is not None else heartbeat_checks()
+            with transaction.atomic():
+                for host, subject, value in heartbeat_values(rule, checks):
+                    if rule.applies_to(host) and (t := apply(rule, host, subject, value, now)):
+                        transitions.append(t)
+            continue
         for host in hosts:
             if not rule.applies_to(host):
                 continue
@@ -384,6 +394,34 @@ def evaluate_scheduled(now: datetime | None = None) -> list[Transition]:
                     if (t := apply(rule, host, subject, value, now)) is not None:
                         transitions.append(t)
     return transitions
+
+
+def heartbeat_checks() -> list[tuple[HeartbeatCheck, Host]]:
+    """Every heartbeat check with the host it runs on: its last run's, else the hub's."""
+    hosts = {}
+    for run in Run.objects.exclude(host=None).select_related("host").order_by("started_at"):
+        hosts[run.heartbeat_id] = run.host
+    here = None
+    checks = []
+    for check in HeartbeatCheck.objects.all():
+        if check.pk not in hosts:
+            here = here or Host.local()
+        checks.append((check, hosts.get(check.pk) or here))
+    return checks
+
+
+def heartbeat_values(rule: Rule, checks) -> list[tuple[Host, str, float | None]]:
+    """A presence value per check: 0 while it is in a state the rule fires on, 1 in any
+    other, nothing for a check never pinged."""
+    bad = HEARTBEAT_RULES[rule.metric]
+    return [
+        (
+            host,
+            f"check:{check.name}",
+            None if check.state == "new" else float(check.state not in bad),
+        )
+        for check, host in checks
+    ]
 
 
 def after_batch(host: Host, sample: HostSample) -> None:

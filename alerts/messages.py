@@ -20,7 +20,13 @@ from monitoring.templatetags.units import human_duration, quantity
 
 CMDLINE_LIMIT = 80  # characters of a command line in a message
 WORDS = {"firing": "FIRING", "reminder": "STILL FIRING", "resolved": "RESOLVED"}
-PLACES = {"mount": "mount", "gpu": "GPU", "watch": "watch", "unit": "unit"}
+PLACES = {
+    "mount": "mount",
+    "gpu": "GPU",
+    "watch": "watch",
+    "unit": "unit",
+    "check": "heartbeat check",
+}
 
 
 def short_cmdline(cmdline: str, name: str = "") -> str:

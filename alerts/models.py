@@ -20,8 +20,16 @@ SEVERITIES = [("info", "info"), ("warning", "warning"), ("critical", "critical")
 OPERATORS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t,
              "<": lambda v, t: v < t, "<=": lambda v, t: v <= t}  # fmt: skip
 
+# Heartbeat rules: the states of a heartbeat check (jobs.models.HeartbeatCheck) that
+# each one fires on.
+HEARTBEAT_RULES = {
+    "heartbeat_late": {"late"},
+    "run_failed": {"failed", "orphaned"},
+    "run_too_long": {"too_long"},
+    "run_too_short": {"too_short"},
+}
 # Rules about something that must be there (value: 1 present, 0 not): no threshold.
-PRESENCE_RULES = {"process_missing", "service_inactive"}
+PRESENCE_RULES = {"process_missing", "service_inactive", *HEARTBEAT_RULES}
 
 
 class Metric(NamedTuple):
@@ -70,6 +78,10 @@ METRICS = {
     "disk_will_fill": Metric(
         "Disk full within N hours (linear trend)", "h", "mount", 0, None, "disk full in"
     ),
+    "heartbeat_late": Metric("Heartbeat check late", "", "check", None, None, "on time"),
+    "run_failed": Metric("Job run failed or orphaned", "", "check", None, None, "succeeding"),
+    "run_too_long": Metric("Job run too long", "", "check", None, None, "within its time"),
+    "run_too_short": Metric("Job run too short", "", "check", None, None, "long enough"),
 }
 
 

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from jobs.models import GpuLease, LeaseRecord, Monitor
+from jobs.models import GpuLease, HeartbeatCheck, LeaseRecord, Monitor
 
 
 @admin.register(GpuLease)
@@ -72,3 +72,14 @@ class MonitorAdmin(admin.ModelAdmin):
     def stop(self, request, queryset):
         stopped = Monitor.current().stop()
         messages.success(request, "Stopped." if stopped else "It was stopped already.")
+
+
+@admin.register(HeartbeatCheck)
+class HeartbeatCheckAdmin(admin.ModelAdmin):
+    """Heartbeat checks: their schedule and limits; the slug (the ping URL's secret)
+    is shown, never edited."""
+
+    list_display = ["name", "state", "period", "cron", "tz", "grace", "last_ping"]
+    list_filter = ["state"]
+    search_fields = ["name"]
+    readonly_fields = ["slug", "state", "last_ping", "created"]

@@ -16,7 +16,7 @@ statistics count.
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -368,3 +368,163 @@ class Monitor(models.Model):
         if not self.enabled or self.last_check is None:
             return False
         return (now - self.last_check).total_seconds() <= 2 * self.INTERVAL + 15
+
+
+# --- task heartbeats -------------------------------------------------------------------
+
+
+def new_slug() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class HeartbeatCheck(models.Model):
+    """A task that reports in (healthchecks.io's model): by a period + grace, or by a cron
+    expression in a time zone + grace. Anyone who knows its secret `slug` may ping it;
+    nothing else is asked of a ping.
+
+    `state` is what the last ping or the minute check made of it: new (never pinged),
+    up, running, late (nothing since the period or cron time + grace), failed (a fail
+    ping or a non-zero exit status), orphaned (a run's process vanished without a final
+    ping), too_long / too_short (a run outside the check's duration limits).
+    """
+
+    STATES = ["new", "up", "running", "late", "failed", "orphaned", "too_long", "too_short"]
+    PINGS_PER_SECOND = 5  # beyond, a ping answers 429
+    LOG_LIMIT = 10_000  # characters of a run's log tail kept (its end)
+    RUNS_KEPT = 200  # runs kept per check; older ones go on the write path
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.CharField(max_length=40, unique=True, default=new_slug, editable=False)
+    period = models.DurationField(null=True, blank=True, help_text="expected between pings")
+    cron = models.CharField(max_length=100, blank=True, help_text="instead of a period")
+    tz = models.CharField(max_length=64, default="UTC", help_text="the cron's time zone")
+    grace = models.DurationField(default=timedelta(hours=1))
+    max_duration = models.DurationField(null=True, blank=True, help_text="a longer run alerts")
+    min_duration = models.DurationField(null=True, blank=True, help_text="a shorter run alerts")
+    state = models.CharField(max_length=20, default="new", editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_ping = models.DateTimeField(null=True, blank=True, editable=False)
+    # The rate limit, by conditional update: pings counted in the current second.
+    ping_second = models.BigIntegerField(default=0, editable=False)
+    ping_count = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "heartbeat check"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def due(self, since=None):
+        """When the next ping is due, after the last one (or `since`), grace included;
+        None for a check that was never pinged."""
+        since = since or self.last_ping
+        if since is None:
+            return None
+        if self.cron:
+            return next_cron(self.cron, self.tz, since) + self.grace
+        return since + (self.period or timedelta(days=1)) + self.grace
+
+    def admit_ping(self, now=None) -> bool:
+        """Count a ping against the rate limit; False beyond PINGS_PER_SECOND."""
+        second = int((now or timezone.now()).timestamp())
+        this = HeartbeatCheck.objects.filter(pk=self.pk)
+        if this.filter(ping_second=second, ping_count__lt=self.PINGS_PER_SECOND).update(
+            ping_count=models.F("ping_count") + 1
+        ):
+            return True
+        return bool(this.exclude(ping_second=second).update(ping_second=second, ping_count=1))
+
+    def set_state(self, state: str, now, message: str, run=None) -> bool:
+        """Move to `state`; an event when it changed (kind heartbeat_<state>), and for
+        "up" only when it comes back from a bad state."""
+        # The row's state, not this instance's, which another ping may have changed.
+        this = HeartbeatCheck.objects.filter(pk=self.pk)
+        previous = this.values_list("state", flat=True).first() or self.state
+        self.state = previous
+        if state == previous:
+            return False
+        changed = this.filter(state=previous).update(state=state)
+        self.state = state
+        back_up = state != "up" or previous not in ("new", "running")
+        if changed and state in HEARTBEAT_EVENTS and back_up:
+            host = (run.host if run else None) or Host.local()
+            data = {"check": self.name, "run": run.run_id if run else None}
+            if run is not None and run.exit_status is not None:
+                data["exit_status"] = run.exit_status
+            Event.record(
+                host, HEARTBEAT_EVENTS[state], f"{self.name}: {message}", ts=now, data=data
+            )
+        return bool(changed)
+
+    def prune(self) -> None:
+        keep = self.runs.order_by("-started_at").values_list("pk", flat=True)[: self.RUNS_KEPT]
+        self.runs.exclude(pk__in=list(keep)).delete()
+
+
+# A check's state -> the event kind of moving into it (also the alert rule kinds).
+HEARTBEAT_EVENTS = {
+    "up": "heartbeat_up",
+    "late": "heartbeat_late",
+    "failed": "heartbeat_failed",
+    "orphaned": "heartbeat_orphaned",
+    "too_long": "heartbeat_too_long",
+    "too_short": "heartbeat_too_short",
+}
+
+
+def next_cron(expression: str, tz: str, after: datetime) -> datetime:
+    """The first time the cron expression fires after `after`, read in the time zone
+    `tz` (so 02:30 daily means 02:30 local, DST or not), as an aware UTC time."""
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    times = croniter(expression, after.astimezone(ZoneInfo(tz)))
+    fire = times.get_next(datetime)
+    # When the clocks go back, a wall time comes twice. Like cron, a job at a set hour
+    # runs at the first only (else a daily job would be late an hour after it ran);
+    # one whose hour is a wildcard (hourly, every 10 minutes) runs at both.
+    if "*" not in expression.split()[1]:
+        while fire.replace(fold=0).astimezone(UTC) != fire.astimezone(UTC):
+            fire = times.get_next(datetime)
+    return fire.astimezone(UTC)
+
+
+class Run(models.Model):
+    """One run of a check: from a start ping (or a lone final ping) to its end. The
+    client may name it (`run_id`), so several runs of one check go at once."""
+
+    STATUSES = ["running", "success", "fail", "orphaned", "stopped"]
+
+    heartbeat = models.ForeignKey(HeartbeatCheck, models.CASCADE, related_name="runs")
+    run_id = models.CharField(max_length=64, blank=True, db_index=True)
+    status = models.CharField(max_length=10, default="running")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_ping = models.DateTimeField()
+    exit_status = models.IntegerField(null=True, blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    log = models.TextField(blank=True)
+    too_long = models.BooleanField(default=False)  # flagged by the minute check
+    # The process that runs it: when it vanishes without a final ping, it is orphaned.
+    host = models.ForeignKey(Host, models.SET_NULL, null=True, blank=True, related_name="+")
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    process_started = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["heartbeat", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.heartbeat.name} {self.run_id or self.pk}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()

@@ -11,6 +11,9 @@ Each check, while the Monitor is enabled (or when asked for by hand):
 3. reads the GPUs' samples: a free GPU busy for BUSY_WINDOW is "used without a
    lease", a GPU held and idle for Monitor.idle_minutes is "held but idle". Each
    flag is an event when it appears and stays on the lease until it no longer holds.
+4. evaluates the task heartbeats (jobs.heartbeats.evaluate): runs whose process is
+   gone (by the same rules as a lease holder) are orphaned, runs past the check's
+   longest duration are too long, checks with nothing since period/cron + grace late.
 Each step is a conditional update, so two checks at once (two clusters) do each
 thing once.
 """
@@ -23,7 +26,8 @@ import psutil
 from django.db.models import Count, F, Max, Min
 from django.utils import timezone
 
-from jobs.models import GpuLease, LeaseRecord, Monitor
+from jobs import heartbeats
+from jobs.models import GpuLease, LeaseRecord, Monitor, Run
 from monitoring.collectors.system import local_machine_id
 from monitoring.models import Event, GpuSample, Process, Retention
 from monitoring.retention import delete_in_batches
@@ -64,6 +68,8 @@ def check(now=None, leases=None) -> Outcome:
                     "reason": why,
                 }
             )
+    if leases is None:
+        outcome.actions += heartbeats.evaluate(now, lambda run: run_gone(run, here))
     pks = [lease.pk for lease in rows]
     fresh = GpuLease.objects.filter(pk__in=pks).select_related("host", "owner")
     outcome.actions += flag(list(fresh), monitor, now)
@@ -79,29 +85,42 @@ def check(now=None, leases=None) -> Outcome:
 
 def holder_gone(lease: GpuLease, here: str) -> str:
     """Why the holder process is known to be gone; "" while it lives or is unknown."""
-    if lease.pid is None or lease.process_started is None:
+    return process_gone(lease.host, lease.pid, lease.process_started, here)
+
+
+def run_gone(run: Run, here: str) -> str:
+    """Why a heartbeat run's process is known to be gone (its host must be known)."""
+    if run.host is None:
         return ""
-    started = lease.process_started.timestamp()
-    if lease.host.machine_id == here:
+    return process_gone(run.host, run.pid, run.process_started, here)
+
+
+def process_gone(host, pid: int | None, process_started, here: str) -> str:
+    """Why the process (host, pid, start time) is known to be gone; "" while it lives
+    or is unknown."""
+    if pid is None or process_started is None:
+        return ""
+    started = process_started.timestamp()
+    if host.machine_id == here:
         try:
-            now_started = psutil.Process(lease.pid).create_time()
+            now_started = psutil.Process(pid).create_time()
         except psutil.NoSuchProcess:
-            return f"pid {lease.pid} is gone"
+            return f"pid {pid} is gone"
         except psutil.Error:
             return ""
         if abs(now_started - started) > START_TOLERANCE:
-            return f"pid {lease.pid} is another process now"
+            return f"pid {pid} is another process now"
         return ""
-    runs = Process.objects.filter(host=lease.host, pid=lease.pid)
+    runs = Process.objects.filter(host=host, pid=pid)
     window = timedelta(seconds=START_TOLERANCE)
     exited = runs.filter(
-        create_time__range=(lease.process_started - window, lease.process_started + window),
+        create_time__range=(process_started - window, process_started + window),
         exited_at__isnull=False,
     ).first()
     if exited:
-        return f"pid {lease.pid} exited at {exited.exited_at:%H:%M:%S} UTC"
-    if runs.filter(create_time__gt=lease.process_started + window).exists():
-        return f"pid {lease.pid} is another process now"
+        return f"pid {pid} exited at {exited.exited_at:%H:%M:%S} UTC"
+    if runs.filter(create_time__gt=process_started + window).exists():
+        return f"pid {pid} is another process now"
     return ""
 
 

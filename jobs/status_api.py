@@ -4,7 +4,7 @@ more fields beside.
 
 A seed lock is a GPU lease: `gpu_lock:<host>:<index>`, or `gpu_lock:<index>` for a
 GPU of the hub's own machine (else of the one host with leases). The task-heartbeat
-parts of the seed come with heartbeats: until then their fields are null.
+parts (its tasks) are heartbeat runs: jobs.heartbeat_api.
 """
 
 import re
@@ -16,9 +16,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import monitor, statistics
+from jobs import health, heartbeat_api, monitor, statistics
 from jobs.api import STAFF_WRITE, force_release
-from jobs.models import LOCK_PREFIX, GpuLease, LeaseRecord, Monitor, host_gpus
+from jobs.models import LOCK_PREFIX, GpuLease, HeartbeatCheck, LeaseRecord, Monitor, Run, host_gpus
 from monitoring.api.schema import answers, errors
 from monitoring.api.views import ID
 from monitoring.collectors.system import local_machine_id
@@ -237,6 +237,25 @@ class LockHealth(APIView):
         )
 
 
+def tasks_recovered() -> int:
+    """Runs the check found orphaned (their process gone) and closed."""
+    return Run.objects.filter(status="orphaned").count()
+
+
+def task_coverage() -> str:
+    """Of the running heartbeat runs, those whose process the check watches (it named
+    its host, pid and start time), so that it is found orphaned if it vanishes."""
+    running = Run.objects.filter(status="running")
+    total = running.count()
+    watched = running.exclude(host=None).exclude(pid=None).exclude(process_started=None).count()
+    return f"{round(100 * watched / total)}%" if total else "100%"
+
+
+def heartbeat_timeout() -> int:
+    """Seconds a heartbeat may be late: the grace a check gets unless it names one."""
+    return int(HeartbeatCheck._meta.get_field("grace").default.total_seconds())
+
+
 def timeouts_detected() -> int:
     return LeaseRecord.objects.filter(action__in=TIMEOUTS).count()
 
@@ -253,7 +272,7 @@ MONITOR_STATUS = fields(
     monitor_stats=fields(
         "MonitorCounts",
         gpu_locks_monitored=serializers.IntegerField(),
-        tasks_monitored=serializers.IntegerField(allow_null=True, help_text="null: no heartbeats"),
+        tasks_monitored=serializers.IntegerField(help_text="heartbeat runs running"),
         timeouts_detected=serializers.IntegerField(),
         tasks_recovered=serializers.IntegerField(allow_null=True),
     ),
@@ -281,14 +300,14 @@ def monitor_state(now) -> dict:
         },
         "monitor_stats": {
             "gpu_locks_monitored": GpuLease.objects.count(),
-            "tasks_monitored": None,
+            "tasks_monitored": Run.objects.filter(status="running").count(),
             "timeouts_detected": timeouts_detected(),
-            "tasks_recovered": None,
+            "tasks_recovered": tasks_recovered(),
         },
         "config": {
             "check_interval": Monitor.INTERVAL,
             "gpu_timeout": m.default_ttl,
-            "heartbeat_timeout": None,
+            "heartbeat_timeout": heartbeat_timeout(),
             "enabled": m.enabled,
         },
         "is_running": running,
@@ -336,7 +355,7 @@ class MonitorHealth(APIView):
         metrics = {
             "check_frequency": f"{Monitor.INTERVAL}s",
             "gpu_lock_coverage": coverage,
-            "task_monitoring_coverage": None,
+            "task_monitoring_coverage": task_coverage(),
             "avg_response_time": average,
         }
         return Response(
@@ -409,7 +428,7 @@ class TimeoutStatus(APIView):
         expired = GpuLease.objects.exclude(handle="").filter(expires_at__lte=now).count()
         stats = {
             "total_timeouts_detected": timeouts_detected(),
-            "tasks_recovered": None,
+            "tasks_recovered": tasks_recovered(),
             "resources_released": done.count(),
             "current_timeouts": expired,
         }
@@ -446,7 +465,7 @@ class TimeoutConfig(APIView):
         return Response(
             {
                 "gpu_lock_timeout": m.default_ttl,
-                "task_heartbeat_timeout": None,
+                "task_heartbeat_timeout": heartbeat_timeout(),
                 "monitor_check_interval": Monitor.INTERVAL,
                 "auto_recovery_enabled": m.enabled,
                 "max_retry_attempts": None,
@@ -534,6 +553,7 @@ STATISTICS_ALL = fields(
     timestamp=serializers.FloatField(),
     gpu_lock=serializers.DictField(),
     monitor=serializers.DictField(),
+    heartbeat=serializers.DictField(),
     timeout=serializers.DictField(),
     hours_per_user=serializers.DictField(child=serializers.FloatField()),
 )
@@ -551,6 +571,7 @@ class Statistics(APIView):
         check = monitor.health(leases, m, now)
         summary = statistics.summary(now=now)
         released = LeaseRecord.objects.filter(action__in=RELEASES).count()
+        tasks = heartbeat_api.all_tasks(now)
         return Response(
             {
                 "timestamp": epoch(now),
@@ -561,9 +582,15 @@ class Statistics(APIView):
                     "checks_performed": m.checks,
                     "issues_detected": len(check["issues"]),
                 },
+                "heartbeat": {
+                    "active_tasks": tasks["statistics"]["active_count"],
+                    "dead_tasks": tasks["statistics"]["dead_count"],
+                    "orphaned_tasks": tasks["statistics"]["orphaned_count"],
+                    "average_interval": tasks["statistics"]["average_heartbeat_interval"],
+                },
                 "timeout": {
                     "total_timeouts": timeouts_detected(),
-                    "tasks_recovered": None,
+                    "tasks_recovered": tasks_recovered(),
                     "resources_released": released,
                 },
                 "hours_per_user": statistics.hours_per_user(now=now),
@@ -571,7 +598,31 @@ class Statistics(APIView):
         )
 
 
+HEALTH = fields(
+    "OwnHealth",
+    status=serializers.ChoiceField(choices=health.LEVELS),
+    issues=serializers.ListField(child=serializers.CharField()),
+    components=serializers.DictField(
+        child=serializers.DictField(),
+        help_text="sampler, queue, database, rollups, disk, notifications, monitor, heartbeat: "
+        "each with status, issues, metrics, timestamp",
+    ),
+    timestamp=serializers.FloatField(),
+)
+
+
+class Health(APIView):
+    """ptracker's own health: sampler, task queue, database latency, rollups and pruning,
+    free disk, alert deliveries, the lease monitor, heartbeat failures (jobs.health)."""
+
+    @extend_schema(responses=answers(HEALTH))
+    def get(self, request):
+        return Response(health.summary(health.read()))
+
+
 urlpatterns = [
+    path("health", Health.as_view(), name="seed-health"),
+    *heartbeat_api.seed_urls,
     path("gpu-lock/status", LockStatus.as_view(), name="seed-lock-status"),
     path("gpu-lock/health", LockHealth.as_view(), name="seed-lock-health"),
     path("monitor/status", MonitorStatus.as_view(), name="seed-monitor-status"),

@@ -1,5 +1,5 @@
 """The GPUs page: per host and GPU who holds it, its health, the lease history and
-statistics; staff force-release from it."""
+statistics; staff force-release from it. The Jobs page: heartbeat checks and runs."""
 
 from dataclasses import dataclass
 
@@ -7,13 +7,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from jobs import monitor, statistics
 from jobs.api import get_lease_for_user
-from jobs.models import GpuLease, LeaseRecord, Monitor
+from jobs.models import GpuLease, HeartbeatCheck, LeaseRecord, Monitor, Run
 from monitoring.models import GpuSample, Host
 from monitoring.params import BadParameter, parse_id, whole_number
 
@@ -92,3 +92,38 @@ def force_release(request, lease_id: int):
     reason = request.POST.get("reason", "").strip()[:200] or "from the GPUs page"
     lease.end("force_release", by=request.user, message=reason)
     return redirect("gpus")
+
+
+BAD_STATES = {"late", "failed", "orphaned", "too_long", "too_short"}
+RUNS_SHOWN = 50
+
+
+@require_GET
+@login_required
+def jobs(request):
+    """Heartbeat checks with their state and last run; one check's runs and durations."""
+    checks = list(HeartbeatCheck.objects.all())
+    last_runs = {}
+    for run in Run.objects.filter(heartbeat__in=checks).order_by("heartbeat_id", "-started_at"):
+        last_runs.setdefault(run.heartbeat_id, run)
+    error, chosen = None, checks[0] if checks else None
+    if request.GET.get("check"):
+        try:
+            chosen = get_object_or_404(HeartbeatCheck, pk=parse_id(request.GET["check"], "check"))
+        except BadParameter as exc:
+            chosen, error = None, str(exc)
+    runs = list(chosen.runs.select_related("host")[:RUNS_SHOWN]) if chosen else []
+    durations = [
+        {"started": r.started_at.isoformat(), "duration": r.duration, "status": r.status}
+        for r in reversed(runs)
+        if r.duration is not None
+    ]
+    context = {
+        "rows": [(c, last_runs.get(c.pk), c.state in BAD_STATES) for c in checks],
+        "chosen": chosen,
+        "runs": runs,
+        "durations": durations,
+        "error": error,
+        "hub": request.build_absolute_uri("/").rstrip("/"),
+    }
+    return render(request, "jobs/jobs.html", context, status=400 if error else 200)

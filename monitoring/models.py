@@ -397,6 +397,12 @@ class Event(models.Model):
         ("gpu_lease_force_released", "GPU lease force-released"),
         ("gpu_used_unleased", "GPU used without a lease"),
         ("gpu_lease_idle", "GPU held but idle"),
+        ("heartbeat_up", "heartbeat check up again"),
+        ("heartbeat_late", "heartbeat late"),
+        ("heartbeat_failed", "run failed"),
+        ("heartbeat_orphaned", "run orphaned: its process vanished"),
+        ("heartbeat_too_long", "run too long"),
+        ("heartbeat_too_short", "run too short"),
     ]
     # The same kind for the same subject within this window is one event, not many:
     # a flapping unit or host. Process lifecycle events have no subject, since each
@@ -515,6 +521,8 @@ class Retention(models.Model):
     minute_days = models.PositiveIntegerField(default=30, help_text="1-minute rollups, in days.")
     hour_days = models.PositiveIntegerField(default=365, help_text="1-hour rollups, in days.")
     event_days = models.PositiveIntegerField(default=90, help_text="Events, in days.")
+    # When pruning last finished: ptracker's own health (jobs.health) reads it.
+    pruned_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = verbose_name_plural = "retention"

@@ -1,7 +1,8 @@
 """The `ptracker` command.
 
-`ptracker agent` (ptracker.agent) and `ptracker gpu` (ptracker.client) run without
-Django; everything else sets it up.
+`ptracker agent` (ptracker.agent), `ptracker gpu` and `ptracker job` (ptracker.client)
+run without Django; everything else sets it up. `ptracker check` says whether the hub
+itself is healthy (jobs.health), as a Nagios plugin would.
 `ptracker run` checks the configuration, opens the port, migrates the database and
 makes sure someone can log in. Then, on one machine, it becomes the web process
 (`ptracker serve`: Daphne, with the sampler and the schedules in threads); with
@@ -217,6 +218,27 @@ def serve(args: argparse.Namespace) -> int:
     return serve(args.bind, args.port, args.fd)
 
 
+def check_health() -> int:
+    """One line (the Nagios plugin convention), then each issue; exit 0 healthy,
+    1 warning, 2 critical (and 3, unknown, when the hub cannot be read)."""
+    status = django_setup()
+    if status:
+        return 3
+    from jobs import health
+
+    try:
+        answer = health.summary(health.read())
+    except Exception as exc:  # noqa: BLE001 - the plugin's "unknown"
+        print(f"PTRACKER UNKNOWN - cannot read the hub: {exc}")
+        return 3
+    word = {"healthy": "OK", "warning": "WARNING", "critical": "CRITICAL"}[answer["status"]]
+    issues = answer["issues"]
+    print(f"PTRACKER {word} - " + (f"{len(issues)} issue(s): {issues[0]}" if issues else "healthy"))
+    for issue in issues:
+        print(issue)
+    return health.LEVELS.index(answer["status"])
+
+
 def manage(argv: list[str]) -> int:
     status = django_setup()
     if status:
@@ -256,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("agent", help="sample this machine and push to a hub (no Django)")
     commands.add_parser("gpu", help="run a command on GPUs leased from the hub (no Django)")
+    commands.add_parser("job", help="run a command as a run of a heartbeat check (no Django)")
+    commands.add_parser(
+        "check", help="is ptracker itself healthy? (a Nagios plugin: exits 0, 1 or 2)"
+    )
     if argv[:1] == ["manage"]:
         return manage(argv[1:])
     if argv[:1] == ["agent"]:
@@ -266,10 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         from ptracker.client import main as gpu_main  # imports no Django
 
         return gpu_main(argv[1:])
+    if argv[:1] == ["job"]:
+        from ptracker.client import job_main  # imports no Django
+
+        return job_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
     if args.command == "serve":
         return serve(args)
+    if args.command == "check":
+        return check_health()
     parser.error(f"unknown command {args.command}")
     return 2

@@ -136,10 +136,14 @@ class Hub:
         self.opener = urllib.request.build_opener(NoRedirects())
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:
+        return self.call("POST", API + path, body)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | list]:
+        """One request to the hub with the token; (status, JSON answer)."""
         request = urllib.request.Request(
-            self.url + API + path,
-            data=json.dumps(body).encode(),
-            method="POST",
+            self.url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
             headers={
                 "Authorization": f"Bearer {self.token}",
                 "Content-Type": "application/json",
@@ -159,12 +163,12 @@ class Hub:
         return status, answer
 
 
-def _json(body: bytes) -> dict:
+def _json(body: bytes) -> dict | list:
     try:
         value = json.loads(body or b"{}")
     except ValueError:
         return {"detail": body[:200].decode(errors="replace")}
-    return value if isinstance(value, dict) else {"detail": str(value)}
+    return value if isinstance(value, dict | list) else {"detail": str(value)}
 
 
 def _detail(answer: dict) -> str:
@@ -415,8 +419,10 @@ def in_terminal_foreground() -> bool:
         return False
 
 
-def run_child(command: list[str], env: dict) -> int:
-    """Run the command; forward termination signals to it; its exit status."""
+def run_child(command: list[str], env: dict, tail: bytearray | None = None) -> int:
+    """Run the command; forward termination signals to it; its exit status. With
+    `tail`, its output goes through here (to the same stdout and stderr) and the last
+    TAIL_BYTES of it are kept there."""
     children: list[subprocess.Popen] = []
     pending: list[int] = []  # signals that came before the child was there
 
@@ -432,17 +438,47 @@ def run_child(command: list[str], env: dict) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
         try:
-            children.append(subprocess.Popen(command, env=env))
+            pipe = subprocess.PIPE if tail is not None else None
+            children.append(subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe))
         except OSError as exc:
             print(f"ptracker: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
             return 127 if isinstance(exc, FileNotFoundError) else 126
         for signum in pending:
             children[0].send_signal(signum)
+        tees = []
+        if tail is not None:
+            child = children[0]
+            streams = ((child.stdout, sys.stdout), (child.stderr, sys.stderr))
+            tees = [threading.Thread(target=tee, args=(*pair, tail)) for pair in streams]
+            for thread in tees:
+                thread.start()
         status = children[0].wait()
+        for thread in tees:
+            thread.join()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status if status >= 0 else 128 - status
+
+
+TAIL_BYTES = 10_000  # of a job's output kept for its final ping (the hub keeps as much)
+tail_lock = threading.Lock()
+
+
+def tee(source, target, tail: bytearray) -> None:
+    """Copy the child's output as it comes (no waiting for a line's end), keeping its
+    last TAIL_BYTES in `tail`."""
+    out = getattr(target, "buffer", None)
+    while chunk := os.read(source.fileno(), 65536):
+        if out is not None:
+            out.write(chunk)
+            out.flush()
+        else:
+            target.write(chunk.decode(errors="replace"))
+        with tail_lock:
+            tail += chunk
+            del tail[:-TAIL_BYTES]
+    source.close()
 
 
 def main(argv: list[str]) -> int:
@@ -489,4 +525,149 @@ def main(argv: list[str]) -> int:
             lease.release()
         except LeaseError as exc:
             print(f"ptracker: {exc}; the hub frees the GPUs itself", file=sys.stderr)
+    return status
+
+
+# --- task heartbeats: `ptracker job -- command` and `heartbeat()` -----------------------
+
+PING_URL_ENV = "PTRACKER_PING_URL"
+
+
+class Heartbeat:
+    """One run of a heartbeat check, told to the hub through the check's ping URL (its
+    secret: no token needed): `start()`, `ping(progress=…)`, then `success()` or
+    `fail(exit_status)`. The start names this process (host, pid, start time), so the
+    hub marks the run orphaned if the process vanishes without a final ping. A hub
+    that cannot be reached is a warning, never the job's failure."""
+
+    def __init__(self, ping_url: str, run_id: str | None = None, warn=None) -> None:
+        self.url = ping_url.rstrip("/")
+        self.run_id = run_id or uuid.uuid4().hex
+        self.warn = warn or (lambda message: print(f"ptracker: {message}", file=sys.stderr))
+
+    def send(self, action: str, log: str = "", **params) -> bool:
+        query = urllib.parse.urlencode(
+            {"rid": self.run_id, **{k: v for k, v in params.items() if v is not None}}
+        )
+        url = f"{self.url}/{action}?{query}" if action else f"{self.url}?{query}"
+        data = log.encode()[-TAIL_BYTES:] if log else None
+        request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                return response.status == 200
+        except urllib.error.HTTPError as exc:
+            self.warn(f"the hub answered {exc.code} to the {action or 'success'} ping")
+        except (OSError, ValueError) as exc:
+            self.warn(f"cannot ping the hub: {getattr(exc, 'reason', None) or exc}")
+        return False
+
+    def start(self) -> bool:
+        me = psutil.Process()
+        return self.send(
+            "start",
+            pid=me.pid,
+            create_time=me.create_time(),
+            hostname=socket.gethostname(),
+            machine_id=local_machine_id(),
+        )
+
+    def ping(self, progress: float | None = None) -> bool:
+        """Say the run lives, with its progress (0-1)."""
+        return self.send("progress", progress=progress)
+
+    def success(self, log: str = "") -> bool:
+        return self.send("", log)
+
+    def fail(self, exit_status: int | None = None, log: str = "") -> bool:
+        return self.send(str(exit_status) if exit_status is not None else "fail", log)
+
+
+def ping_url_of(name: str, hub: Hub) -> str:
+    """The ping URL of the check `name`, asked of the hub with the token."""
+    status, answer = hub.call(
+        "GET", "/api/v1/heartbeats/?" + urllib.parse.urlencode({"name": name})
+    )
+    rows = answer.get("results", []) if isinstance(answer, dict) else answer
+    if status != 200 or not rows:
+        raise LeaseError(f"the hub has no heartbeat check named {name!r} ({status})")
+    return f"{hub.url}/ping/{rows[0]['slug']}"
+
+
+@contextlib.contextmanager
+def heartbeat(
+    name: str | None = None,
+    ping_url: str | None = None,
+    hub: str | None = None,
+    token: str | None = None,
+    run_id: str | None = None,
+):
+    """Report the block as one run of a heartbeat check; yields the Heartbeat, whose
+    `ping(progress=…)` says how far it got. An exception in the block is a failed
+    run (its last lines as the log), and goes on; SystemExit(n) ends it with n.
+    The check is named by its ping URL (or PTRACKER_PING_URL), else by its name
+    (then a token is needed to look it up)."""
+    url = ping_url or os.environ.get(PING_URL_ENV) or ping_url_of(name or "", Hub(hub, token))
+    beat = Heartbeat(url, run_id)
+    beat.start()
+    try:
+        yield beat
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        beat.success() if code == 0 else beat.fail(code)
+        raise
+    except BaseException:
+        import traceback
+
+        beat.fail(1, traceback.format_exc()[-TAIL_BYTES:])
+        raise
+    else:
+        beat.success()
+
+
+def make_job_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptracker job",
+        description="Run a command as one run of a heartbeat check: a start ping, then "
+        "success or fail with its exit status, duration and the last lines of its output "
+        "(which still shows here). Exits with the command's status (128+N when killed by "
+        f"signal N), {USAGE} on a usage error.",
+        epilog=f"Name the check by --ping-url (or ${PING_URL_ENV}: no token needed) or by "
+        f"--check NAME (the token from ${TOKEN_ENV} or --token-file looks it up).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--check", help="the heartbeat check's name on the hub")
+    parser.add_argument("--ping-url", help=f"the check's ping URL (${PING_URL_ENV})")
+    parser.add_argument("--run-id", help="this run's id (default: a random one)")
+    parser.add_argument("--lines", type=int, default=50, help="output lines sent (default 50)")
+    parser.add_argument("--hub", help=f"the hub's address (${HUB_ENV}, default {DEFAULT_HUB})")
+    parser.add_argument("--token-file", help=f"a file holding the API token (else ${TOKEN_ENV})")
+    parser.add_argument("--insecure", action="store_true", help="allow http:// to another host")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
+    return parser
+
+
+def job_main(argv: list[str]) -> int:
+    parser = make_job_parser()
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command after --: ptracker job --check NAME -- ./backup.sh")
+    url = args.ping_url or os.environ.get(PING_URL_ENV)
+    if not url and not args.check:
+        parser.error("name the check: --check NAME or --ping-url URL")
+    beat = None
+    try:
+        if not url:
+            url = ping_url_of(args.check, Hub(args.hub, read_token(args.token_file), args.insecure))
+        beat = Heartbeat(url, args.run_id)
+    except LeaseError as exc:  # the job runs all the same: the check will say it is late
+        print(f"ptracker: {exc}; running without heartbeats", file=sys.stderr)
+    if beat:
+        beat.start()
+    tail = bytearray()
+    status = run_child(command, dict(os.environ), tail)
+    if beat:
+        lines = bytes(tail).decode(errors="replace").splitlines()[-max(args.lines, 0) :]
+        log = "\n".join(lines)
+        beat.success(log) if status == 0 else beat.fail(status, log)
     return status

@@ -4,6 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from jobs import heartbeat_api
 from monitoring import debug_monitor, prometheus
 from monitoring.api.views import ApiDocs, ApiSchema
 
@@ -21,6 +22,8 @@ urlpatterns = [
     path("api/v1/", include("monitoring.api.urls")),
     path("api/v1/alerts/", include("alerts.api")),
     path("api/v1/gpu-leases/", include("jobs.api")),
+    path("api/v1/heartbeats/", include(heartbeat_api.api_urls)),
+    *heartbeat_api.ping_urls,
     path("api/v1/monitoring/", include("jobs.status_api")),
     path("api/schema/", ApiSchema.as_view(), name="api-schema"),
     path("api/docs/", ApiDocs.as_view(), name="api-docs"),

@@ -45,9 +45,9 @@ class ReadOnlyTokens(permissions.BasePermission):
 
 class JobTokens(permissions.BasePermission):
     """A jobs token (ApiToken.JOBS) reaches only views with `jobs_scope = True`: the
-    GPU leases a batch job takes, nothing else of the API."""
+    GPU leases a batch job takes and its heartbeat checks, nothing else of the API."""
 
-    message = "This token only takes GPU leases."
+    message = "This token only takes GPU leases and reports job heartbeats."
 
     def has_permission(self, request, view) -> bool:
         token = request.auth

@@ -127,3 +127,20 @@ def test_a_page_on_another_port_cannot_open_the_live_feed(
     )
     assert outcome == "closed"
     problems.forgive(r"WebSocket connection to .*/ws/live/.* failed")
+
+
+def test_the_jobs_page_keeps_to_the_policy_and_draws_durations(page, visit):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import heartbeats
+    from jobs.models import HeartbeatCheck
+
+    check = HeartbeatCheck.objects.create(name="nightly", period=timedelta(days=1))
+    now = timezone.now()
+    for i, took in enumerate((40, 55)):
+        start = now - timedelta(hours=2 - i)
+        heartbeats.ping(check, "start", start, run_id=f"r{i}")
+        heartbeats.ping(check, "success", start + timedelta(seconds=took), run_id=f"r{i}")
+    assert visit(f"/jobs/?check={check.pk}", lambda: wait_until(page, CHART_POINTS)) == []
