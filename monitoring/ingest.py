@@ -5,10 +5,13 @@ which watched processes were running before is read from the database, so a
 restart of the sampler or a different hub process changes nothing.
 """
 
+import asyncio
 import functools
 import logging
 import threading
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -163,16 +166,16 @@ later = LaterHooks()
 
 
 class GroupWriter:
-    """Stores agents' pushes for every request thread of this process, in one thread,
-    as many pushes per transaction as are waiting (at most MAX_GROUP).
+    """Stores agents' pushes for every request of this process, in one thread, as many
+    pushes per transaction as are waiting (at most MAX_GROUP).
 
     SQLite has one writer at a time. Requests that each opened their own transaction
     queued on the busy timeout, whose sleeps grow to 100 ms, so under a fleet's load
     the hub sat waiting more than working. One writer never waits on itself, and one
-    commit per group costs less than one per push, on PostgreSQL too. A request waits
-    for its own push's outcome, so an agent is answered only once its batches are
-    committed. A push that fails fails alone: when a group cannot commit, its pushes
-    are written again one by one."""
+    commit per group costs less than one per push, on PostgreSQL too. A push's outcome
+    is known only once it is committed, so an agent is answered only then. A push that
+    fails fails alone: when a group cannot commit, its pushes are written again one by
+    one. `commits` and `pushes` count what the writer did since the process started."""
 
     MAX_GROUP = 64
     WAIT = 120.0  # seconds a request waits for its turn before giving up (a 503)
@@ -182,27 +185,53 @@ class GroupWriter:
         self.queue: list[_Push] = []
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
+        self.commits = 0  # transactions committed
+        self.pushes = 0  # pushes taken from the queue
 
-    def store(self, host: Host, write: Callable[[Host], object]):
-        """write(host) in the writer's thread, inside a transaction; its return value,
-        or the exception it raised. A caller already inside a transaction (a test's,
-        a management command's) writes in it, in a savepoint: the writer's own
-        connection could not see what that transaction has not committed."""
+    def submit(self, host: Host | int, write: Callable[[Host], object]) -> Future:
+        """write(host) in the writer's thread, inside a transaction, without waiting for
+        it: a Future of its return value (or of the exception it raised), set once the
+        transaction is committed. `host` may be a Host's id: the writer then reads the
+        row inside that transaction (one query for its whole group), as fresh as it gets.
+
+        A caller already inside a transaction (a test's, a management command's) writes
+        in it at once, in a savepoint: the writer's own connection could not see what
+        that transaction has not committed. The Future it gets is already done."""
+        future = Future()
         if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():
-                return write(host)
-        push = _Push(host, write)
+            future.set_running_or_notify_cancel()
+            try:
+                with transaction.atomic():
+                    result = write(host if isinstance(host, Host) else Host.objects.get(pk=host))
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            return future
+        push = _Push(host, write, future)
         with self.changed:
             self.queue.append(push)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.run, name="ingest-writer", daemon=True)
                 self.thread.start()
             self.changed.notify_all()
-        if not push.done.wait(self.WAIT):
+        return future
+
+    def store(self, host: Host | int, write: Callable[[Host], object]):
+        """submit(), then wait for the outcome: write's return value, or the exception it
+        raised; WriterBusy when the push's turn did not come within WAIT seconds."""
+        future = self.submit(host, write)
+        if not futures.wait([future], self.WAIT).done:
             raise WriterBusy(f"no turn to write within {self.WAIT:.0f} s")
-        if push.error is not None:
-            raise push.error
-        return push.result
+        return future.result()
+
+    async def outcome(self, future: Future):
+        """store()'s wait for an async view: the event loop waits, no thread does. The
+        push is written even when the awaiting request is cancelled (its client left)."""
+        done, _ = await asyncio.wait([asyncio.wrap_future(future)], timeout=self.WAIT)
+        if not done:
+            raise WriterBusy(f"no turn to write within {self.WAIT:.0f} s")
+        return future.result()
 
     def run(self) -> None:
         while True:
@@ -212,9 +241,12 @@ class GroupWriter:
                         connections.close_all()  # this thread's: none held while idle
                         self.changed.wait()
                 group, self.queue = self.queue[: self.MAX_GROUP], self.queue[self.MAX_GROUP :]
+            group = [push for push in group if push.future.set_running_or_notify_cancel()]
+            self.pushes += len(group)
             try:
                 with transaction.atomic():
                     self._write(group)
+                self.commits += 1
             except Exception:
                 connections.close_all()  # a broken connection is replaced at the next query
                 log.warning("a group of %d pushes failed to commit; writing them one by one",
@@ -224,19 +256,30 @@ class GroupWriter:
                     try:
                         with transaction.atomic():
                             self._write([push])
+                        self.commits += 1
                     except Exception as exc:
                         push.error = exc
             finally:
                 for push in group:
-                    push.done.set()
+                    if push.error is not None:
+                        push.future.set_exception(push.error)
+                    else:
+                        push.future.set_result(push.result)
 
     @staticmethod
     def _write(group: list["_Push"]) -> None:
+        ids = {push.host for push in group if not isinstance(push.host, Host)}
+        rows = Host.objects.in_bulk(ids) if ids else {}
         hosts: dict[int, Host] = {}
         for push in group:
             # Two pushes of one host in a group see each other: one Host object, whose
             # last_seen the first one moved.
-            host = hosts.setdefault(push.host.pk, push.host)
+            pk = push.host.pk if isinstance(push.host, Host) else push.host
+            host = hosts.get(pk) or (push.host if isinstance(push.host, Host) else rows.get(pk))
+            if host is None:
+                push.error = Host.DoesNotExist(f"no host with id {pk}")
+                continue
+            hosts[pk] = host
             try:
                 with transaction.atomic():  # a savepoint: a failing push fails alone
                     push.result = push.write(host)
@@ -249,12 +292,11 @@ class WriterBusy(Exception):
 
 
 class _Push:
-    __slots__ = ("host", "write", "result", "error", "done")
+    __slots__ = ("host", "write", "future", "result", "error")
 
-    def __init__(self, host: Host, write: Callable[[Host], object]) -> None:
-        self.host, self.write = host, write
+    def __init__(self, host: Host | int, write: Callable[[Host], object], future: Future) -> None:
+        self.host, self.write, self.future = host, write, future
         self.result, self.error = None, None
-        self.done = threading.Event()
 
 
 writer = GroupWriter()
