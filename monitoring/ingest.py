@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 # process sets it (monitoring.live), to send a sample stored here at once instead of
 # at its next poll; where nobody serves the feed it stays None.
 announce: Callable[[], None] | None = None
+
+# Seconds without work before a thread of ours (the writer, the after-ingest hooks)
+# lets its database connection go; while busy it keeps it, as connecting costs more
+# than a push's hooks (SQLite registers Django's functions on each new connection).
+IDLE = 1.0
 
 HOST_FIELDS = {
     f.name for f in HostSample._meta.concrete_fields if f.name not in ("id", "host", "ts")
@@ -142,7 +147,9 @@ class LaterHooks:
                 while not self.waiting:
                     self.busy = False
                     self.changed.notify_all()
-                    self.changed.wait()
+                    if not self.changed.wait(IDLE) and not self.waiting:
+                        connections.close_all()  # this thread's: none held while idle
+                        self.changed.wait()
                 work, self.waiting, self.busy = self.waiting, {}, True
             try:
                 samples = HostSample.objects.select_related("host").filter(pk__in=work.values())
@@ -150,11 +157,7 @@ class LaterHooks:
                     run_hooks(sample.host, sample)
             except Exception:
                 log.exception("after-ingest hooks failed")
-            finally:
-                if not self.waiting:
-                    connections.close_all()  # this thread's: none held while idle
-                else:
-                    close_old_connections()
+                connections.close_all()  # a broken connection is replaced at the next query
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Until every waiting sample's hooks have run (tests, shutdown)."""
@@ -179,7 +182,6 @@ class GroupWriter:
 
     MAX_GROUP = 64
     WAIT = 120.0  # seconds a request waits for its turn before giving up (a 503)
-    IDLE = 1.0  # seconds without pushes before the writer lets its connection go
 
     def __init__(self) -> None:
         self.queue: list[_Push] = []
@@ -237,7 +239,7 @@ class GroupWriter:
         while True:
             with self.changed:
                 while not self.queue:
-                    if not self.changed.wait(self.IDLE) and not self.queue:
+                    if not self.changed.wait(IDLE) and not self.queue:
                         connections.close_all()  # this thread's: none held while idle
                         self.changed.wait()
                 group, self.queue = self.queue[: self.MAX_GROUP], self.queue[self.MAX_GROUP :]
