@@ -188,29 +188,37 @@ class GroupWriter:
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
         self.commits = 0  # transactions committed
-        self.pushes = 0  # pushes taken from the queue
+        self.pushes = 0  # pushes taken from the queue (a push in parts once a part)
 
-    def submit(self, host: Host | int, write: Callable[[Host], object]) -> Future:
-        """write(host) in the writer's thread, inside a transaction, without waiting for
-        it: a Future of its return value (or of the exception it raised), set once the
-        transaction is committed. `host` may be a Host's id: the writer then reads the
-        row inside that transaction (one query for its whole group), as fresh as it gets.
+    def submit(self, host: Host | int, *parts: Callable[[Host], object]) -> Future:
+        """Each part(host) in the writer's thread, inside a transaction, without waiting
+        for it: a Future of the last part's return value, set once it is committed (or
+        of the first exception, after which no further part is written). The first part
+        goes in the next group; each further one in a later group, behind the pushes
+        queued meanwhile, so a long push (an agent's backlog, in parts) holds the
+        others up by one part at most. `host` may be a Host's id: the writer then reads
+        the row inside each transaction (one query for its whole group), as fresh as
+        it gets.
 
         A caller already inside a transaction (a test's, a management command's) writes
-        in it at once, in a savepoint: the writer's own connection could not see what
-        that transaction has not committed. The Future it gets is already done."""
+        in it at once, each part in a savepoint: the writer's own connection could not
+        see what that transaction has not committed. The Future it gets is done."""
+        if not parts:
+            raise TypeError("submit() needs a part to write")
         future = Future()
         if transaction.get_connection().in_atomic_block:
             future.set_running_or_notify_cancel()
             try:
-                with transaction.atomic():
-                    result = write(host if isinstance(host, Host) else Host.objects.get(pk=host))
+                row = host if isinstance(host, Host) else Host.objects.get(pk=host)
+                for part in parts:
+                    with transaction.atomic():
+                        result = part(row)
             except Exception as exc:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
             return future
-        push = _Push(host, write, future)
+        push = _Push(host, parts, future)
         with self.changed:
             self.queue.append(push)
             if self.thread is None or not self.thread.is_alive():
@@ -219,10 +227,10 @@ class GroupWriter:
             self.changed.notify_all()
         return future
 
-    def store(self, host: Host | int, write: Callable[[Host], object]):
-        """submit(), then wait for the outcome: write's return value, or the exception it
-        raised; WriterBusy when the push's turn did not come within WAIT seconds."""
-        future = self.submit(host, write)
+    def store(self, host: Host | int, *parts: Callable[[Host], object]):
+        """submit(), then wait for the outcome: the last part's return value, or the
+        exception raised; WriterBusy when the push was not written within WAIT seconds."""
+        future = self.submit(host, *parts)
         if not futures.wait([future], self.WAIT).done:
             raise WriterBusy(f"no turn to write within {self.WAIT:.0f} s")
         return future.result()
@@ -243,7 +251,7 @@ class GroupWriter:
                         connections.close_all()  # this thread's: none held while idle
                         self.changed.wait()
                 group, self.queue = self.queue[: self.MAX_GROUP], self.queue[self.MAX_GROUP :]
-            group = [push for push in group if push.future.set_running_or_notify_cancel()]
+            group = [p for p in group if p.done or p.future.set_running_or_notify_cancel()]
             self.pushes += len(group)
             try:
                 with transaction.atomic():
@@ -262,11 +270,22 @@ class GroupWriter:
                     except Exception as exc:
                         push.error = exc
             finally:
-                for push in group:
-                    if push.error is not None:
-                        push.future.set_exception(push.error)
-                    else:
-                        push.future.set_result(push.result)
+                self._committed(group)
+
+    def _committed(self, group: list["_Push"]) -> None:
+        """Answer the pushes of a group, or queue their next part behind the others."""
+        again = []
+        for push in group:
+            push.done += 1
+            if push.error is not None:
+                push.future.set_exception(push.error)
+            elif push.done < len(push.parts):
+                again.append(push)
+            else:
+                push.future.set_result(push.result)
+        if again:
+            with self.changed:
+                self.queue.extend(again)
 
     @staticmethod
     def _write(group: list["_Push"]) -> None:
@@ -284,7 +303,7 @@ class GroupWriter:
             hosts[pk] = host
             try:
                 with transaction.atomic():  # a savepoint: a failing push fails alone
-                    push.result = push.write(host)
+                    push.result = push.parts[push.done](host)
             except Exception as exc:
                 push.error = exc
 
@@ -294,10 +313,11 @@ class WriterBusy(Exception):
 
 
 class _Push:
-    __slots__ = ("host", "write", "future", "result", "error")
+    __slots__ = ("host", "parts", "done", "future", "result", "error")
 
-    def __init__(self, host: Host | int, write: Callable[[Host], object], future: Future) -> None:
-        self.host, self.write, self.future = host, write, future
+    def __init__(self, host: Host | int, parts: tuple, future: Future) -> None:
+        self.host, self.parts, self.future = host, parts, future
+        self.done = 0  # parts committed
         self.result, self.error = None, None
 
 

@@ -15,7 +15,9 @@ Everything is checked before anything is stored (monitoring.agents, shared with
 the hub's pulls): a malformed request stores nothing.
 """
 
+import functools
 import time
+from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser
@@ -135,6 +137,10 @@ def read_json(request) -> dict:
 class Push:
     """One request's batches, checked, for the host `name` whose token hashes to `digest`."""
 
+    # Batches a transaction: an agent's backlog (100 a request) is written in parts,
+    # and the other agents' pushes are written between them (GroupWriter.submit).
+    PART = 5
+
     def __init__(self, request: HttpRequest, digest: str, name: str) -> None:
         try:
             payload = read_json(request)
@@ -144,14 +150,25 @@ class Push:
         except BadParameter as exc:
             raise Refused(400, {"error": str(exc), "field": exc.field}) from None
         self.digest, self.name = digest, name
+        self.counts: dict[int, tuple[int, int]] = {}  # part -> (stored, duplicates)
 
-    def write(self, host: Host) -> dict:
-        """In the writer's transaction: store, note the agent; the answer less its time."""
+    def parts(self) -> list[Callable[[Host], dict | None]]:
+        """What the writer writes: the batches oldest first, PART at a time, the last
+        part noting the agent and returning the answer (less its time)."""
+        starts = range(0, len(self.batches), self.PART) or [0]
+        return [functools.partial(self.write, i, i == starts[-1]) for i in starts]
+
+    def write(self, start: int, last: bool, host: Host) -> dict | None:
         if host.agent_token_hash != self.digest or not host.enabled or host.name != self.name:
             raise StaleToken
+        batches = self.batches[start : start + self.PART]
+        # Keyed by part: a part written again (its group failed to commit) counts once.
+        self.counts[start] = store_batches(host, batches, newest_last=last)
+        if not last:
+            return None
         known_tokens.remember(self.digest, host)
-        stored, duplicates = store_batches(host, self.batches)
         note_agent(host, self.agent, self.dropped)
+        stored, duplicates = (sum(c) for c in zip(*self.counts.values(), strict=True))
         return {"stored": stored, "duplicates": duplicates, "config": agent_config(host)}
 
 
@@ -176,7 +193,7 @@ class IngestView(APIView):
         host: Host = request.auth
         try:
             push = Push(request, host.agent_token_hash, host.name)
-            return Response({**ingest.writer.store(host, push.write), "time": time.time()})
+            return Response({**ingest.writer.store(host, *push.parts()), "time": time.time()})
         except Refused as refused:
             return Response(refused.body, status=refused.status)
         except StaleToken:  # revoked in the moment since authentication
@@ -225,7 +242,7 @@ async def push(request: HttpRequest, drf_view) -> HttpResponse:
 
 def submit(request: HttpRequest, digest: str, host_id: int, name: str):
     """In a thread (parsing a backlog takes a while): check, parse, hand to the writer."""
-    return ingest.writer.submit(host_id, Push(request, digest, name).write)
+    return ingest.writer.submit(host_id, *Push(request, digest, name).parts())
 
 
 def busy(exc: Exception) -> dict:

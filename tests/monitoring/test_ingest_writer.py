@@ -23,6 +23,7 @@ from monitoring.models import ApiToken, Host, HostSample, ProcessSample
 from monitoring.sampling import Batch
 from ptracker.asgi import application
 from tests.conftest import proc, wire
+from tests.fakes import hooks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -248,3 +249,52 @@ def test_a_push_the_writer_cannot_take_in_time_is_answered_503_and_written_later
         threading.Event().wait(0.01)
     assert HostSample.objects.count() == 2
     assert ingest.later.wait_idle()
+
+
+def test_a_push_in_parts_lets_the_pushes_queued_meanwhile_go_between_its_parts():
+    (long_host, _), (other_host, _) = add_host("a"), add_host("b")
+    gate, inside = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def part(name: str, held: bool = False):
+        def write(host: Host) -> str:
+            if held:
+                inside.set()
+                gate.wait(10)
+            order.append(name)
+            return name
+
+        return write
+
+    commits = ingest.writer.commits
+    long = ingest.writer.submit(long_host, part("1", held=True), part("2"), part("3"))
+    assert inside.wait(10)
+    other = ingest.writer.submit(other_host, part("other"))
+    gate.set()
+    assert long.result(10) == "3" and other.result(10) == "other"
+    assert order == ["1", "other", "2", "3"]
+    assert ingest.writer.commits - commits == 3  # "other" and part 2 shared one
+
+
+def test_a_backlog_pushed_in_parts_is_stored_whole_and_only_its_newest_batch_is_news(settings):
+    ((name, secret),) = known_agents(1)
+    settings.PTRACKER_AFTER_INGEST = ["tests.fakes.hooks.gated"]
+    ingest.after_ingest_hooks.cache_clear()
+    hooks.seen.clear()
+    try:
+        now = timezone.now()  # after the agent's first push: the backlog's newest is news
+        backlog = [wire(now - timedelta(seconds=5 * i)) for i in range(11, -1, -1)]
+        body = gzip.compress(json.dumps({"host": name, "batches": backlog}).encode())
+        agent = Client(headers={"Authorization": f"Bearer {secret}"})
+        answers = [
+            agent.post("/api/v1/ingest", body, content_type="application/json",
+                       headers={"Content-Encoding": "gzip"}).json()
+            for _ in range(2)
+        ]  # fmt: skip
+        assert ingest.later.wait_idle()
+    finally:
+        ingest.after_ingest_hooks.cache_clear()
+    assert [(a["stored"], a["duplicates"]) for a in answers] == [(12, 0), (0, 12)]
+    assert HostSample.objects.filter(host__name=name).count() == 1 + 12
+    # All twelve are fresh; the alerts hear of the newest only (three parts of five).
+    assert hooks.seen == [(name, now)]
