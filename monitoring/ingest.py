@@ -5,7 +5,6 @@ which watched processes were running before is read from the database, so a
 restart of the sampler or a different hub process changes nothing.
 """
 
-import asyncio
 import functools
 import logging
 import threading
@@ -232,14 +231,6 @@ class GroupWriter:
         exception raised; WriterBusy when the push was not written within WAIT seconds."""
         future = self.submit(host, *parts)
         if not futures.wait([future], self.WAIT).done:
-            raise WriterBusy(f"no turn to write within {self.WAIT:.0f} s")
-        return future.result()
-
-    async def outcome(self, future: Future):
-        """store()'s wait for an async view: the event loop waits, no thread does. The
-        push is written even when the awaiting request is cancelled (its client left)."""
-        done, _ = await asyncio.wait([asyncio.wrap_future(future)], timeout=self.WAIT)
-        if not done:
             raise WriterBusy(f"no turn to write within {self.WAIT:.0f} s")
         return future.result()
 

@@ -12,14 +12,19 @@ whatever it is not sure of. The answer counts what was stored and gives the agen
 its configuration (interval, top N, watches).
 
 Everything is checked before anything is stored (monitoring.agents, shared with
-the hub's pulls): a malformed request stores nothing.
+the hub's pulls): a malformed request stores nothing. The batches are then written
+Push.PART at a time, each part its own transaction: a request that fails midway has
+its earlier parts stored, and the agent's resend finds them as duplicates.
+
+A push whose token this process knows (KnownTokens) is served without DRF: no query
+to authenticate, no DRF request and response. DRF (IngestView) serves everything
+else, the first push of a token included, and the answers of both are the same.
 """
 
 import functools
 import time
 from collections.abc import Callable
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
@@ -192,67 +197,58 @@ class IngestView(APIView):
     def post(self, request):
         host: Host = request.auth
         try:
-            push = Push(request, host.agent_token_hash, host.name)
-            return Response({**ingest.writer.store(host, *push.parts()), "time": time.time()})
-        except Refused as refused:
-            return Response(refused.body, status=refused.status)
-        except StaleToken:  # revoked in the moment since authentication
+            status, body, headers = answer(request, host, host.agent_token_hash, host.name)
+        except StaleToken:  # revoked since: the row the writer used says so
             raise exceptions.AuthenticationFailed("Invalid or revoked agent token.") from None
-        except ingest.WriterBusy as exc:
-            return Response(busy(exc), status=503, headers={"Retry-After": "10"})
+        return Response(body, status=status, headers=headers)
 
     @classmethod
     def as_view(cls, **initkwargs):
-        """The URL's view: the async `push`, which hands DRF (this class) only the first
-        push of a token and every request that is not an agent's push. It carries what
-        drf-spectacular reads of a DRF view (cls, initkwargs), so this class documents it."""
+        """The URL's view: `known_push` when it takes the request, else DRF (this class).
+        It carries what drf-spectacular reads of a DRF view (cls, initkwargs), so this
+        class documents it."""
         drf_view = super().as_view(**initkwargs)
 
         @csrf_exempt
-        async def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            return await push(request, sync_to_async(drf_view))
+        def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            response = known_push(request)
+            return drf_view(request, *args, **kwargs) if response is None else response
 
         view.cls, view.initkwargs = drf_view.cls, drf_view.initkwargs
         return view
 
 
-async def push(request: HttpRequest, drf_view) -> HttpResponse:
-    """An agent's push whose token is known (KnownTokens): checked and parsed in one hop
-    to a thread, then the writer's commit is awaited on the event loop, so a request
-    holds no thread while it waits, and its answer is what IngestView.post would give.
-    Anything else is IngestView's."""
+def known_push(request: HttpRequest) -> HttpResponse | None:
+    """The answer to an agent's push whose token is known (KnownTokens), or None to
+    leave the request to DRF: another method, another token, or one the writer found
+    stale (revoked, the host disabled or renamed), which DRF refuses from the database."""
     secret = agent_secret(request) if request.method == "POST" else None
     digest = hash_token(secret) if secret else None
     known = known_tokens.get(digest) if digest else None
     if known is None:
-        return await drf_view(request)
+        return None
     host_id, name = known
     try:
-        future = await sync_to_async(submit)(request, digest, host_id, name)
-        answer = {**await ingest.writer.outcome(future), "time": time.time()}
-    except Refused as refused:
-        return json_response(refused.body, refused.status)
+        status, body, headers = answer(request, host_id, digest, name)
     except (StaleToken, Host.DoesNotExist):
         known_tokens.forget(digest)
-        return await drf_view(request)  # which refuses it, or takes it under its new name
-    except ingest.WriterBusy as exc:
-        return json_response(busy(exc), 503, {"Retry-After": "10"})
-    return json_response(answer, 200)
-
-
-def submit(request: HttpRequest, digest: str, host_id: int, name: str):
-    """In a thread (parsing a backlog takes a while): check, parse, hand to the writer."""
-    return ingest.writer.submit(host_id, *Push(request, digest, name).parts())
-
-
-def busy(exc: Exception) -> dict:
-    return {"error": f"the hub is overloaded: {exc}"}
-
-
-def json_response(body: dict, status: int, headers: dict | None = None) -> HttpResponse:
-    """The bytes DRF's Response would send."""
+        return None
     return HttpResponse(JSONRenderer().render(body), status=status, headers=headers,
                         content_type="application/json")  # fmt: skip
+
+
+def answer(
+    request: HttpRequest, host: Host | int, digest: str, name: str
+) -> tuple[int, dict, dict]:
+    """(status, body, headers) of a push, once the writer has committed it: the agent
+    waits in its request's thread (Django gives each request one, ptracker.middleware)."""
+    try:
+        push = Push(request, digest, name)
+        return 200, {**ingest.writer.store(host, *push.parts()), "time": time.time()}, {}
+    except Refused as refused:
+        return refused.status, refused.body, {}
+    except ingest.WriterBusy as exc:
+        return 503, {"error": f"the hub is overloaded: {exc}"}, {"Retry-After": "10"}
 
 
 class AgentTokenScheme(OpenApiAuthenticationExtension):

@@ -278,6 +278,7 @@ def test_a_push_in_parts_lets_the_pushes_queued_meanwhile_go_between_its_parts()
 
 def test_a_backlog_pushed_in_parts_is_stored_whole_and_only_its_newest_batch_is_news(settings):
     ((name, secret),) = known_agents(1)
+    assert ingest.later.wait_idle()  # the first push's hooks ran with the usual ones
     settings.PTRACKER_AFTER_INGEST = ["tests.fakes.hooks.gated"]
     ingest.after_ingest_hooks.cache_clear()
     hooks.seen.clear()
