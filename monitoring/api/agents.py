@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -244,6 +245,10 @@ def answer(
     waits in its request's thread (Django gives each request one, ptracker.middleware)."""
     try:
         push = Push(request, digest, name)
+        if not transaction.get_connection().in_atomic_block:
+            # What this thread reads (DRF's authentication) is read: it holds no database
+            # connection through the wait (PostgreSQL has only so many, 100 by default).
+            connection.close()
         return 200, {**ingest.writer.store(host, *push.parts()), "time": time.time()}, {}
     except Refused as refused:
         return refused.status, refused.body, {}
