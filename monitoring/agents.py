@@ -155,13 +155,14 @@ def note_agent(host: Host, agent: dict, dropped: int) -> None:
         )
 
 
-def store_batches(host: Host, batches: list[Batch]) -> tuple[int, int]:
+def store_batches(host: Host, batches: list[Batch], newest_last: bool = True) -> tuple[int, int]:
     """Store checked batches, oldest first: (stored, duplicates). Alerts follow only
-    the newest batch, and only when it is fresh: a backlog is history, not news."""
+    the newest batch, and only when it is fresh: a backlog is history, not news. A
+    request stored in parts passes newest_last=False for all parts but its last."""
     stored = duplicates = 0
     fresh_after = timezone.now() - host.offline_after()
     for i, batch in enumerate(batches):
-        live = i == len(batches) - 1 and batch.ts >= fresh_after
+        live = newest_last and i == len(batches) - 1 and batch.ts >= fresh_after
         # Evaluated after the answer (a push) or beside the pulls: never holding them up.
         if ingest.store(host, batch, hooks="later" if live else False) is None:
             duplicates += 1

@@ -9,10 +9,12 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 # process sets it (monitoring.live), to send a sample stored here at once instead of
 # at its next poll; where nobody serves the feed it stays None.
 announce: Callable[[], None] | None = None
+
+# Seconds without work before a thread of ours (the writer, the after-ingest hooks)
+# lets its database connection go; while busy it keeps it, as connecting costs more
+# than a push's hooks (SQLite registers Django's functions on each new connection).
+IDLE = 1.0
 
 HOST_FIELDS = {
     f.name for f in HostSample._meta.concrete_fields if f.name not in ("id", "host", "ts")
@@ -139,7 +146,9 @@ class LaterHooks:
                 while not self.waiting:
                     self.busy = False
                     self.changed.notify_all()
-                    self.changed.wait()
+                    if not self.changed.wait(IDLE) and not self.waiting:
+                        connections.close_all()  # this thread's: none held while idle
+                        self.changed.wait()
                 work, self.waiting, self.busy = self.waiting, {}, True
             try:
                 samples = HostSample.objects.select_related("host").filter(pk__in=work.values())
@@ -147,11 +156,7 @@ class LaterHooks:
                     run_hooks(sample.host, sample)
             except Exception:
                 log.exception("after-ingest hooks failed")
-            finally:
-                if not self.waiting:
-                    connections.close_all()  # this thread's: none held while idle
-                else:
-                    close_old_connections()
+                connections.close_all()  # a broken connection is replaced at the next query
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Until every waiting sample's hooks have run (tests, shutdown)."""
@@ -163,58 +168,86 @@ later = LaterHooks()
 
 
 class GroupWriter:
-    """Stores agents' pushes for every request thread of this process, in one thread,
-    as many pushes per transaction as are waiting (at most MAX_GROUP).
+    """Stores agents' pushes for every request of this process, in one thread, as many
+    pushes per transaction as are waiting (at most MAX_GROUP).
 
     SQLite has one writer at a time. Requests that each opened their own transaction
     queued on the busy timeout, whose sleeps grow to 100 ms, so under a fleet's load
     the hub sat waiting more than working. One writer never waits on itself, and one
-    commit per group costs less than one per push, on PostgreSQL too. A request waits
-    for its own push's outcome, so an agent is answered only once its batches are
-    committed. A push that fails fails alone: when a group cannot commit, its pushes
-    are written again one by one."""
+    commit per group costs less than one per push, on PostgreSQL too. A push's outcome
+    is known only once it is committed, so an agent is answered only then. A push that
+    fails fails alone: when a group cannot commit, its pushes are written again one by
+    one. `commits` and `pushes` count what the writer did since the process started."""
 
     MAX_GROUP = 64
     WAIT = 120.0  # seconds a request waits for its turn before giving up (a 503)
-    IDLE = 1.0  # seconds without pushes before the writer lets its connection go
 
     def __init__(self) -> None:
         self.queue: list[_Push] = []
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
+        self.commits = 0  # transactions committed
+        self.pushes = 0  # pushes taken from the queue (a push in parts once a part)
 
-    def store(self, host: Host, write: Callable[[Host], object]):
-        """write(host) in the writer's thread, inside a transaction; its return value,
-        or the exception it raised. A caller already inside a transaction (a test's,
-        a management command's) writes in it, in a savepoint: the writer's own
-        connection could not see what that transaction has not committed."""
+    def submit(self, host: Host | int, *parts: Callable[[Host], object]) -> Future:
+        """Each part(host) in the writer's thread, inside a transaction, without waiting
+        for it: a Future of the last part's return value, set once it is committed (or
+        of the first exception, after which no further part is written). The first part
+        goes in the next group; each further one in a later group, behind the pushes
+        queued meanwhile, so a long push (an agent's backlog, in parts) holds the
+        others up by one part at most. `host` may be a Host's id: the writer then reads
+        the row inside each transaction (one query for its whole group), as fresh as
+        it gets.
+
+        A caller already inside a transaction (a test's, a management command's) writes
+        in it at once, each part in a savepoint: the writer's own connection could not
+        see what that transaction has not committed. The Future it gets is done."""
+        if not parts:
+            raise TypeError("submit() needs a part to write")
+        future = Future()
         if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():
-                return write(host)
-        push = _Push(host, write)
+            future.set_running_or_notify_cancel()
+            try:
+                row = host if isinstance(host, Host) else Host.objects.get(pk=host)
+                for part in parts:
+                    with transaction.atomic():
+                        result = part(row)
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            return future
+        push = _Push(host, parts, future)
         with self.changed:
             self.queue.append(push)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.run, name="ingest-writer", daemon=True)
                 self.thread.start()
             self.changed.notify_all()
-        if not push.done.wait(self.WAIT):
+        return future
+
+    def store(self, host: Host | int, *parts: Callable[[Host], object]):
+        """submit(), then wait for the outcome: the last part's return value, or the
+        exception raised; WriterBusy when the push was not written within WAIT seconds."""
+        future = self.submit(host, *parts)
+        if not futures.wait([future], self.WAIT).done:
             raise WriterBusy(f"no turn to write within {self.WAIT:.0f} s")
-        if push.error is not None:
-            raise push.error
-        return push.result
+        return future.result()
 
     def run(self) -> None:
         while True:
             with self.changed:
                 while not self.queue:
-                    if not self.changed.wait(self.IDLE) and not self.queue:
+                    if not self.changed.wait(IDLE) and not self.queue:
                         connections.close_all()  # this thread's: none held while idle
                         self.changed.wait()
                 group, self.queue = self.queue[: self.MAX_GROUP], self.queue[self.MAX_GROUP :]
+            group = [p for p in group if p.done or p.future.set_running_or_notify_cancel()]
+            self.pushes += len(group)
             try:
                 with transaction.atomic():
                     self._write(group)
+                self.commits += 1
             except Exception:
                 connections.close_all()  # a broken connection is replaced at the next query
                 log.warning("a group of %d pushes failed to commit; writing them one by one",
@@ -224,22 +257,44 @@ class GroupWriter:
                     try:
                         with transaction.atomic():
                             self._write([push])
+                        self.commits += 1
                     except Exception as exc:
                         push.error = exc
             finally:
-                for push in group:
-                    push.done.set()
+                self._committed(group)
+
+    def _committed(self, group: list["_Push"]) -> None:
+        """Answer the pushes of a group, or queue their next part behind the others."""
+        again = []
+        for push in group:
+            push.done += 1
+            if push.error is not None:
+                push.future.set_exception(push.error)
+            elif push.done < len(push.parts):
+                again.append(push)
+            else:
+                push.future.set_result(push.result)
+        if again:
+            with self.changed:
+                self.queue.extend(again)
 
     @staticmethod
     def _write(group: list["_Push"]) -> None:
+        ids = {push.host for push in group if not isinstance(push.host, Host)}
+        rows = Host.objects.in_bulk(ids) if ids else {}
         hosts: dict[int, Host] = {}
         for push in group:
             # Two pushes of one host in a group see each other: one Host object, whose
             # last_seen the first one moved.
-            host = hosts.setdefault(push.host.pk, push.host)
+            pk = push.host.pk if isinstance(push.host, Host) else push.host
+            host = hosts.get(pk) or (push.host if isinstance(push.host, Host) else rows.get(pk))
+            if host is None:
+                push.error = Host.DoesNotExist(f"no host with id {pk}")
+                continue
+            hosts[pk] = host
             try:
                 with transaction.atomic():  # a savepoint: a failing push fails alone
-                    push.result = push.write(host)
+                    push.result = push.parts[push.done](host)
             except Exception as exc:
                 push.error = exc
 
@@ -249,12 +304,12 @@ class WriterBusy(Exception):
 
 
 class _Push:
-    __slots__ = ("host", "write", "result", "error", "done")
+    __slots__ = ("host", "parts", "done", "future", "result", "error")
 
-    def __init__(self, host: Host, write: Callable[[Host], object]) -> None:
-        self.host, self.write = host, write
+    def __init__(self, host: Host | int, parts: tuple, future: Future) -> None:
+        self.host, self.parts, self.future = host, parts, future
+        self.done = 0  # parts committed
         self.result, self.error = None, None
-        self.done = threading.Event()
 
 
 writer = GroupWriter()

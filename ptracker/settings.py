@@ -508,7 +508,9 @@ LOGGING = {
 # clears a lockout in the admin (Axes › Access attempts: delete the rows) or with
 # `ptracker manage axes_reset_username <name>`.
 INSTALLED_APPS += ["axes"]
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes requires
+# Axes last of those that do something, as it requires; then the one that makes Django
+# run the chain in one thread (ptracker.middleware).
+MIDDLEWARE += ["axes.middleware.AxesMiddleware", "ptracker.middleware.SyncChain"]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out attempt
     "django.contrib.auth.backends.ModelBackend",

@@ -4,6 +4,7 @@ Real threads and real commits (transactional tests): what one request thread
 writes, the others and the test must see only once it is committed.
 """
 
+import asyncio
 import gzip
 import json
 import threading
@@ -11,15 +12,18 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
 from django.core.management import call_command
 from django.db import IntegrityError
 from django.test import Client
 from django.utils import timezone
 
 from monitoring import agents, ingest
-from monitoring.models import Host, HostSample, ProcessSample
+from monitoring.models import ApiToken, Host, HostSample, ProcessSample
 from monitoring.sampling import Batch
+from ptracker.asgi import application
 from tests.conftest import proc, wire
+from tests.fakes import hooks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,3 +109,193 @@ def test_a_push_that_cannot_commit_fails_alone_and_the_rest_of_its_group_is_stor
     assert isinstance(results["b"], IntegrityError)
     assert sorted(HostSample.objects.values_list("host__name", flat=True)) == ["a", "c"]
     assert "failed to commit; writing them one by one" in caplog.text
+
+
+# --- through the ASGI application, as Daphne serves it ---------------------------------
+
+
+def asgi_request(method: str, path: str, secret: str, body: bytes = b"") -> ApplicationCommunicator:
+    """One HTTP request to the real ASGI application, its body sent; created inside a
+    running event loop."""
+    headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {secret}".encode())]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 40000), "server": ("testserver", 80)}  # fmt: skip
+    communicator = ApplicationCommunicator(application, scope)
+    communicator.input_queue.put_nowait({"type": "http.request", "body": body})
+    assert not communicator.future.done()  # started: the application is running it
+    return communicator
+
+
+async def answer(communicator: ApplicationCommunicator) -> tuple[int, dict]:
+    start = await communicator.receive_output(30)
+    content = b""
+    while True:
+        message = await communicator.receive_output(30)
+        content += message.get("body", b"")
+        if not message.get("more_body"):
+            return start["status"], json.loads(content)
+
+
+def gzipped_push(name: str) -> bytes:
+    batch = wire(timezone.now(), processes=[proc(10)])
+    return gzip.compress(json.dumps({"host": name, "batches": [batch]}).encode())
+
+
+def known_agents(count: int) -> list[tuple[str, str]]:
+    """Hosts whose agents have pushed once already, as an agent has after its first tick."""
+    agents_ = []
+    for i in range(count):
+        host, secret = add_host(f"web-{i}")
+        response = Client(headers={"Authorization": f"Bearer {secret}"}).post(
+            "/api/v1/ingest", gzipped_push(host.name), content_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        )  # fmt: skip
+        assert response.status_code == 200, response.content
+        agents_.append((host.name, secret))
+    return agents_
+
+
+def hold_the_writer(host: Host) -> threading.Event:
+    """Keeps the writer inside a push until the returned gate is set."""
+    gate, inside = threading.Event(), threading.Event()
+
+    def hold(host: Host) -> None:
+        inside.set()
+        gate.wait(30)
+
+    ingest.writer.submit(host, hold)
+    assert inside.wait(10)
+    return gate
+
+
+async def until_queued(count: int) -> None:
+    for _ in range(3000):
+        if len(ingest.writer.queue) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(ingest.writer.queue)} pushes queued, {count} expected")
+
+
+def test_pushes_that_wait_together_are_committed_in_one_transaction():
+    agents_ = known_agents(8)
+    commits, pushes = ingest.writer.commits, ingest.writer.pushes
+    gate = hold_the_writer(Host.objects.get(name="web-0"))
+
+    async def fleet() -> list[tuple[int, dict]]:
+        requests = [asgi_request("POST", "/api/v1/ingest", s, gzipped_push(n)) for n, s in agents_]
+        await until_queued(len(agents_))
+        gate.set()
+        return [await answer(r) for r in requests]
+
+    try:
+        answers = asyncio.run(fleet())
+    finally:
+        gate.set()
+    assert [(status, body["stored"]) for status, body in answers] == [(200, 1)] * 8
+    assert HostSample.objects.count() == 8 * 2
+    # Nine pushes: the held one in its own transaction, then one for all eight.
+    assert (ingest.writer.commits - commits, ingest.writer.pushes - pushes) == (2, 9)
+    assert ingest.later.wait_idle()
+
+
+def test_a_page_is_answered_while_pushes_wait_for_the_writer(alice):
+    agents_ = known_agents(4)
+    api_secret = ApiToken.issue(alice, "grafana")[1]
+    # Used a moment ago: the request only reads (a token's first use writes last_used,
+    # and a write waits for the writer's transaction, as on SQLite any write does).
+    ApiToken.objects.update(last_used=timezone.now())
+    gate = hold_the_writer(Host.objects.get(name="web-0"))
+
+    async def page_among_pushes() -> tuple[tuple[int, dict], bool, list[tuple[int, dict]]]:
+        requests = [asgi_request("POST", "/api/v1/ingest", s, gzipped_push(n)) for n, s in agents_]
+        await until_queued(len(agents_))
+        page = await answer(asgi_request("GET", "/api/v1/hosts/", api_secret))
+        pushes_waiting = all(r.output_queue.empty() for r in requests)
+        gate.set()
+        return page, pushes_waiting, [await answer(r) for r in requests]
+
+    try:
+        page, pushes_waiting, pushed = asyncio.run(page_among_pushes())
+    finally:
+        gate.set()
+    status, body = page
+    assert status == 200 and sorted(h["name"] for h in body) == [n for n, _ in agents_]
+    assert pushes_waiting  # the page was answered first
+    assert [status for status, _ in pushed] == [200] * 4
+    assert ingest.later.wait_idle()
+
+
+def test_a_push_the_writer_cannot_take_in_time_is_answered_503_and_written_later(monkeypatch):
+    ((name, secret),) = known_agents(1)
+    monkeypatch.setattr(ingest.writer, "WAIT", 0.2)
+    gate = hold_the_writer(Host.objects.get(name=name))
+    try:
+        response = Client(headers={"Authorization": f"Bearer {secret}"}).post(
+            "/api/v1/ingest", gzipped_push(name), content_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        )  # fmt: skip
+    finally:
+        gate.set()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "10"
+    assert "overloaded" in response.json()["error"]
+    # Its turn came after all: the agent's resend of it will be a duplicate.
+    for _ in range(1000):
+        if HostSample.objects.count() == 2:
+            break
+        threading.Event().wait(0.01)
+    assert HostSample.objects.count() == 2
+    assert ingest.later.wait_idle()
+
+
+def test_a_push_in_parts_lets_the_pushes_queued_meanwhile_go_between_its_parts():
+    (long_host, _), (other_host, _) = add_host("a"), add_host("b")
+    gate, inside = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def part(name: str, held: bool = False):
+        def write(host: Host) -> str:
+            if held:
+                inside.set()
+                gate.wait(10)
+            order.append(name)
+            return name
+
+        return write
+
+    commits = ingest.writer.commits
+    long = ingest.writer.submit(long_host, part("1", held=True), part("2"), part("3"))
+    assert inside.wait(10)
+    other = ingest.writer.submit(other_host, part("other"))
+    gate.set()
+    assert long.result(10) == "3" and other.result(10) == "other"
+    assert order == ["1", "other", "2", "3"]
+    assert ingest.writer.commits - commits == 3  # "other" and part 2 shared one
+
+
+def test_a_backlog_pushed_in_parts_is_stored_whole_and_only_its_newest_batch_is_news(settings):
+    ((name, secret),) = known_agents(1)
+    assert ingest.later.wait_idle()  # the first push's hooks ran with the usual ones
+    settings.PTRACKER_AFTER_INGEST = ["tests.fakes.hooks.gated"]
+    ingest.after_ingest_hooks.cache_clear()
+    hooks.seen.clear()
+    try:
+        now = timezone.now()  # after the agent's first push: the backlog's newest is news
+        backlog = [wire(now - timedelta(seconds=5 * i)) for i in range(11, -1, -1)]
+        body = gzip.compress(json.dumps({"host": name, "batches": backlog}).encode())
+        agent = Client(headers={"Authorization": f"Bearer {secret}"})
+        answers = [
+            agent.post("/api/v1/ingest", body, content_type="application/json",
+                       headers={"Content-Encoding": "gzip"}).json()
+            for _ in range(2)
+        ]  # fmt: skip
+        assert ingest.later.wait_idle()
+    finally:
+        ingest.after_ingest_hooks.cache_clear()
+    assert [(a["stored"], a["duplicates"]) for a in answers] == [(12, 0), (0, 12)]
+    assert HostSample.objects.filter(host__name=name).count() == 1 + 12
+    # All twelve are fresh; the alerts hear of the newest only (three parts of five).
+    assert hooks.seen == [(name, now)]
