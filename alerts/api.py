@@ -15,6 +15,7 @@ from alerts.models import METRICS, SEVERITIES, AlertState, Rule, Transition
 from alerts.views import acknowledge_state, active_states, filter_history
 from monitoring.api.schema import answers
 from monitoring.api.views import ID, TIME_PARAMS, ProcessPages
+from monitoring.params import BadParameter
 
 
 class RuleSerializer(serializers.ModelSerializer):
@@ -138,8 +139,13 @@ class History(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        params = self.request.query_params
+        for name in ("rule", "host"):
+            # The page's form sends an empty filter for "any"; the API documents ids.
+            if name in params and not params[name].strip():
+                raise BadParameter(name, f"{name} must be an id (leave it out for any)")
         rows = Transition.objects.select_related("rule", "host").order_by("-ts", "-id")
-        return filter_history(rows, self.request.query_params)
+        return filter_history(rows, params)
 
 
 @extend_schema(responses=answers(AlertStateSerializer(many=True)))

@@ -124,3 +124,9 @@ def test_a_session_needs_its_csrf_token_to_acknowledge(alice, history):
     state = AlertState.objects.get(state="firing")
     assert client.post(f"/api/v1/alerts/states/{state.pk}/acknowledge").status_code == 403
     assert json.loads(client.get("/api/v1/alerts/states/").content)[0]["acknowledged_at"] is None
+
+
+def test_an_empty_id_filter_is_any_on_the_page_and_a_400_in_the_api(alice_client, api, history):
+    assert alice_client.get("/alerts/", {"rule": "", "host": ""}).status_code == 200
+    answer = api.get("/api/v1/alerts/history/", {"rule": ""})
+    assert answer.status_code == 400 and "rule" in answer.json()
