@@ -10,7 +10,7 @@ A seed "task" is a run: its `task_id` is the run id the client chose, else
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from django.http import HttpResponse, HttpResponseNotFound
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import heartbeats
-from jobs.models import GpuLease, HeartbeatCheck, Run
+from jobs.models import GpuLease, HeartbeatCheck, Run, next_cron
 from monitoring.api.schema import answers, errors
 from monitoring.params import BadParameter
 
@@ -199,6 +199,11 @@ class CheckSerializer(serializers.ModelSerializer):
     def validate_cron(self, value: str) -> str:
         if value and not croniter.is_valid(value):
             raise serializers.ValidationError(f"{value!r} is no cron expression")
+        if value:
+            try:  # valid but never firing (February 31st): every check of it would fail
+                next_cron(value, "UTC", timezone.now())
+            except CroniterBadDateError:
+                raise serializers.ValidationError(f"{value!r} never fires") from None
         return value
 
     def validate(self, data):

@@ -41,6 +41,8 @@ def test_a_check_needs_a_period_or_a_cron_and_a_real_time_zone(bob_job):
     assert post({"name": "a", "cron": "every day"}).status_code == 400
     assert post({"name": "a", "cron": "0 3 * * *", "tz": "Mars/Olympus"}).status_code == 400
     assert post({"name": "a", "period": -5}).status_code == 400
+    never = post({"name": "a", "cron": "0 0 31 2 *"})  # February 31st: valid, never fires
+    assert never.status_code == 400 and "never fires" in str(never.json())
     assert not HeartbeatCheck.objects.exists()
 
 
