@@ -10,6 +10,7 @@ minute schedule (`evaluate_scheduled`).
 """
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -311,11 +312,44 @@ def queue_sending() -> None:
     background.enqueue("alerts.tasks.send_due", task_name="alerts-send")
 
 
+class ThresholdRules:
+    """The enabled threshold rules, read at most once a second per process.
+
+    They are asked for after every stored batch: a fleet's hub would otherwise read
+    the same rows (and each rule's hosts) hundreds of times a second. A change saved
+    in this process is seen at once (signals, see alerts.apps); one saved by another
+    process (the admin's, on a hub of several) within MAX_AGE."""
+
+    MAX_AGE = 1.0
+
+    def __init__(self) -> None:
+        self.read_at: float | None = None
+        self.rules: list[Rule] = []
+
+    def get(self) -> list[Rule]:
+        now = time.monotonic()
+        if self.read_at is None or now - self.read_at > self.MAX_AGE:
+            rules = list(
+                Rule.objects.filter(enabled=True)
+                .exclude(metric__in=SCHEDULED)
+                .prefetch_related("hosts")
+            )
+            for rule in rules:
+                rule._host_ids = {h.pk for h in rule.hosts.all()}
+            self.rules, self.read_at = rules, now
+        return self.rules
+
+    def forget(self, **kwargs) -> None:
+        self.read_at = None
+
+
+threshold_rules = ThresholdRules()
+
+
 def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -> list[Transition]:
     """Threshold rules against one new sample of `host`."""
     now = now or sample.ts
-    rules = [r for r in Rule.objects.filter(enabled=True).exclude(metric__in=SCHEDULED)
-             if r.applies_to(host)]  # fmt: skip
+    rules = [r for r in threshold_rules.get() if r.applies_to(host)]
     if not rules:
         return []
     gpus = processes = None

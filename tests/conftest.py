@@ -38,6 +38,15 @@ from ptracker.spool import Spool
 T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # a Monday, 03:00 UTC
 
 
+@pytest.fixture(autouse=True)
+def fresh_threshold_rules():
+    """Threshold rules are kept a second per process (alerts.evaluation.ThresholdRules):
+    a test's rules, rolled back with its transaction, must not reach the next test."""
+    from alerts.evaluation import threshold_rules
+
+    threshold_rules.forget()
+
+
 @pytest.fixture
 def alice(db) -> User:
     return User.objects.create_superuser("alice", "alice@example.org", "alice-password")

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from alerts import sending
-from alerts.models import AlertState, Delivery, MaintenanceWindow, Silence, Transition
+from alerts.models import AlertState, Delivery, MaintenanceWindow, Rule, Silence, Transition
 from monitoring import ingest
 from monitoring.models import Event
 from tests.conftest import T0, batch
@@ -188,3 +188,29 @@ def test_unknown_values_do_not_resolve(host, cpu_rule):
 def test_evaluation_is_quick_when_there_are_no_rules(host, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):  # the hook adds one query: the enabled rules
         sample(host, 0, 50.0)
+
+
+def test_a_rule_changed_by_another_process_applies_within_a_second(host, cpu_rule):
+    """Threshold rules are read once a second per process, not per batch: a change
+    made elsewhere (here a queryset update, which sends no signal) waits that long."""
+    from alerts.evaluation import ThresholdRules, threshold_rules
+
+    Rule.objects.filter(pk=cpu_rule.pk).update(for_seconds=0)  # read by nobody yet
+    sample(host, 0, 95.0)
+    assert Transition.objects.filter(kind="firing").count() == 1
+    Rule.objects.filter(pk=cpu_rule.pk).update(threshold=99, recovery_threshold=98)
+    sample(host, 5, 96.0)
+    assert AlertState.objects.get().state == "firing"  # the rules read at 0 s still hold
+    threshold_rules.read_at -= ThresholdRules.MAX_AGE + 0.01
+    sample(host, 10, 96.0)
+    assert AlertState.objects.get().state == "ok"  # 96 % is under the new recovery value
+    assert Transition.objects.filter(kind="resolved").count() == 1
+
+
+def test_a_rule_deleted_here_is_not_evaluated_again(host, cpu_rule):
+    cpu_rule.for_seconds = 0
+    cpu_rule.save()
+    sample(host, 0, 95.0)
+    cpu_rule.delete()
+    sample(host, 5, 99.0)  # would fail on the deleted rule's state if it were evaluated
+    assert not AlertState.objects.exists() and not Transition.objects.exists()
