@@ -8,9 +8,7 @@ A seed "task" is a run: its `task_id` is the run id the client chose, else
 """
 
 from datetime import timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
 from django.http import HttpResponse, HttpResponseNotFound
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -26,10 +24,11 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, viewsets
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from jobs import heartbeats
-from jobs.models import GpuLease, HeartbeatCheck, Run, next_cron
+from jobs.models import GpuLease, HeartbeatCheck, Run, schedule_errors
 from monitoring.api.schema import answers, errors
 from monitoring.params import BadParameter
 
@@ -189,28 +188,15 @@ class CheckSerializer(serializers.ModelSerializer):
         run = check.runs.first()
         return RunSerializer(run).data if run else None
 
-    def validate_tz(self, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise serializers.ValidationError(f"no time zone {value!r}") from None
-        return value
-
-    def validate_cron(self, value: str) -> str:
-        if value and not croniter.is_valid(value):
-            raise serializers.ValidationError(f"{value!r} is no cron expression")
-        if value:
-            try:  # valid but never firing (February 31st): every check of it would fail
-                next_cron(value, "UTC", timezone.now())
-            except CroniterBadDateError:
-                raise serializers.ValidationError(f"{value!r} never fires") from None
-        return value
-
     def validate(self, data):
-        period = data.get("period", getattr(self.instance, "period", None))
-        cron = data.get("cron", getattr(self.instance, "cron", ""))
-        if bool(period) == bool(cron):
-            raise serializers.ValidationError("give a period or a cron expression, not both")
+        def value(field, default):
+            return data.get(field, getattr(self.instance, field, default))
+
+        errors = schedule_errors(value("period", None), value("cron", ""), value("tz", "UTC"))
+        if "__all__" in errors:
+            errors[api_settings.NON_FIELD_ERRORS_KEY] = errors.pop("__all__")
+        if errors:
+            raise serializers.ValidationError(errors)
         return data
 
 

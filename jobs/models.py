@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -418,6 +419,10 @@ class HeartbeatCheck(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        if errors := schedule_errors(self.period, self.cron, self.tz):
+            raise ValidationError(errors)
+
     def due(self, since=None):
         """When the next ping is due, after the last one (or `since`), grace included;
         None for a check that was never pinged."""
@@ -474,6 +479,31 @@ HEARTBEAT_EVENTS = {
     "too_long": "heartbeat_too_long",
     "too_short": "heartbeat_too_short",
 }
+
+
+def schedule_errors(period, cron: str, tz: str) -> dict[str, str]:
+    """What is wrong with a check's schedule, by field ("__all__" for the whole): the
+    one rule the API and the admin both apply. A valid cron expression that never
+    fires (February 31st) is refused too: every evaluation of it would fail."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import CroniterBadDateError, croniter
+
+    errors = {}
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors["tz"] = f"no time zone {tz!r}"
+    if cron and not croniter.is_valid(cron):
+        errors["cron"] = f"{cron!r} is no cron expression"
+    elif cron:
+        try:
+            next_cron(cron, "UTC", timezone.now())
+        except CroniterBadDateError:
+            errors["cron"] = f"{cron!r} never fires"
+    if bool(period) == bool(cron):
+        errors["__all__"] = "give a period or a cron expression, not both"
+    return errors
 
 
 def next_cron(expression: str, tz: str, after: datetime) -> datetime:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs.models import GpuLease, LeaseRecord, Monitor
+from jobs.models import GpuLease, HeartbeatCheck, LeaseRecord, Monitor
 from tests.jobs.conftest import holder
 
 pytestmark = pytest.mark.django_db
@@ -35,3 +35,26 @@ def test_lease_history_cannot_be_added_or_changed_in_the_admin(alice_client, gpu
     assert alice_client.get("/admin/jobs/leaserecord/add/").status_code == 403
     change = alice_client.get(f"/admin/jobs/leaserecord/{record.pk}/change/")
     assert 'name="_save"' not in change.content.decode()
+
+
+@pytest.mark.parametrize(
+    "schedule, error",
+    [
+        ({"cron": "0 0 31 2 *"}, "never fires"),  # February 31st
+        ({"cron": "61 * * * *"}, "is no cron expression"),
+        ({"cron": "0 3 * * *", "tz": "Mars/Olympus"}, "no time zone"),
+        ({"cron": "0 3 * * *", "period": "1 00:00:00"}, "not both"),
+        ({}, "not both"),
+    ],
+)
+def test_the_admin_refuses_a_schedule_the_api_refuses(alice_client, schedule, error):
+    form = {"name": "nightly", "tz": "UTC", "grace": "01:00:00", "cron": "", "period": ""}
+    page = alice_client.post("/admin/jobs/heartbeatcheck/add/", {**form, **schedule})
+    assert page.status_code == 200 and error in page.content.decode()  # the form again
+    assert not HeartbeatCheck.objects.exists()
+
+
+def test_the_admin_saves_a_cron_check(alice_client):
+    form = {"name": "nightly", "cron": "0 3 * * *", "tz": "Europe/Berlin", "grace": "01:00:00"}
+    assert alice_client.post("/admin/jobs/heartbeatcheck/add/", form).status_code == 302
+    assert HeartbeatCheck.objects.get().cron == "0 3 * * *"
