@@ -17,7 +17,7 @@ class AlertsConfig(AppConfig):
         from alerts.models import Rule
 
         post_migrate.connect(_after_migrate, sender=self)
-        # A rule saved here is evaluated from the next batch on (see ThresholdRules).
+        # A rule saved here is evaluated from the next batch on (monitoring.recent).
         for signal in (post_save, post_delete):
             signal.connect(threshold_rules.forget, sender=Rule, dispatch_uid=f"rules-{signal}")
         m2m_changed.connect(threshold_rules.forget, sender=Rule.hosts.through,

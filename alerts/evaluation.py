@@ -10,7 +10,6 @@ minute schedule (`evaluate_scheduled`).
 """
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ from jobs.models import HeartbeatCheck, Run
 from monitoring import background, process_store
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.patterns import PatternError, compile_pattern, matches_process
+from monitoring.recent import Recent
 
 log = logging.getLogger(__name__)
 
@@ -312,38 +312,17 @@ def queue_sending() -> None:
     background.enqueue("alerts.tasks.send_due", task_name="alerts-send")
 
 
-class ThresholdRules:
-    """The enabled threshold rules, read at most once a second per process.
-
-    They are asked for after every stored batch: a fleet's hub would otherwise read
-    the same rows (and each rule's hosts) hundreds of times a second. A change saved
-    in this process is seen at once (signals, see alerts.apps); one saved by another
-    process (the admin's, on a hub of several) within MAX_AGE."""
-
-    MAX_AGE = 1.0
-
-    def __init__(self) -> None:
-        self.read_at: float | None = None
-        self.rules: list[Rule] = []
-
-    def get(self) -> list[Rule]:
-        now = time.monotonic()
-        if self.read_at is None or now - self.read_at > self.MAX_AGE:
-            rules = list(
-                Rule.objects.filter(enabled=True)
-                .exclude(metric__in=SCHEDULED)
-                .prefetch_related("hosts")
-            )
-            for rule in rules:
-                rule._host_ids = {h.pk for h in rule.hosts.all()}
-            self.rules, self.read_at = rules, now
-        return self.rules
-
-    def forget(self, **kwargs) -> None:
-        self.read_at = None
+def _threshold_rules() -> list[Rule]:
+    rules = list(
+        Rule.objects.filter(enabled=True).exclude(metric__in=SCHEDULED).prefetch_related("hosts")
+    )
+    for rule in rules:
+        rule._host_ids = {h.pk for h in rule.hosts.all()}
+    return rules
 
 
-threshold_rules = ThresholdRules()
+# Asked for after every stored batch: read at most once a second (monitoring.recent).
+threshold_rules = Recent(_threshold_rules)
 
 
 def evaluate_host(host: Host, sample: HostSample, now: datetime | None = None) -> list[Transition]:

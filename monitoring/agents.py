@@ -16,12 +16,12 @@ import time
 import zlib
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from monitoring import ingest
 from monitoring.models import Event, GpuSample, Host, HostSample, Service, WatchedProcess
 from monitoring.params import BadParameter
+from monitoring.recent import Recent
 from monitoring.sampling import Batch, BatchFormatError
 
 MAX_BATCHES = 100  # per request: an agent sends its backlog in chunks of this size
@@ -118,18 +118,25 @@ def check_values(batch: Batch, where: str) -> None:
             raise BadParameter(f"{where}.services[{j}]", "unit and active_state: required")
 
 
+def _enabled_watches() -> list[tuple[dict, set[int]]]:
+    """Every enabled watch as the agent gets it, with the hosts it is limited to."""
+    watches = WatchedProcess.objects.filter(enabled=True).prefetch_related("hosts").order_by("id")
+    return [
+        ({"id": w.id, "field": w.field, "pattern": w.pattern}, {h.pk for h in w.hosts.all()})
+        for w in watches
+    ]
+
+
+# Answered to every push: read at most once a second (monitoring.recent).
+enabled_watches = Recent(_enabled_watches)
+
+
 def agent_config(host: Host) -> dict:
-    watches = (
-        WatchedProcess.objects.filter(enabled=True)
-        .filter(Q(hosts=None) | Q(hosts=host))
-        .distinct()
-        .order_by("id")
-    )
     return {
         "interval": host.sample_interval,
         "top_n": settings.PTRACKER_TOP_N,
         "service_patterns": host.service_patterns.split(),
-        "watches": [{"id": w.id, "field": w.field, "pattern": w.pattern} for w in watches],
+        "watches": [w for w, hosts in enabled_watches.get() if not hosts or host.pk in hosts],
     }
 
 

@@ -39,12 +39,12 @@ T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # a Monday, 03:00 UTC
 
 
 @pytest.fixture(autouse=True)
-def fresh_threshold_rules():
-    """Threshold rules are kept a second per process (alerts.evaluation.ThresholdRules):
-    a test's rules, rolled back with its transaction, must not reach the next test."""
-    from alerts.evaluation import threshold_rules
+def fresh_recent_rows():
+    """Rules and watches are kept a second per process (monitoring.recent): a test's
+    rows, rolled back with its transaction, must not reach the next test."""
+    from monitoring.recent import Recent
 
-    threshold_rules.forget()
+    Recent.forget_all()
 
 
 @pytest.fixture

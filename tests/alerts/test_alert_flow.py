@@ -191,9 +191,9 @@ def test_evaluation_is_quick_when_there_are_no_rules(host, django_assert_max_num
 
 
 def test_a_rule_changed_by_another_process_applies_within_a_second(host, cpu_rule):
-    """Threshold rules are read once a second per process, not per batch: a change
-    made elsewhere (here a queryset update, which sends no signal) waits that long."""
-    from alerts.evaluation import ThresholdRules, threshold_rules
+    """Threshold rules are read once a second per process (monitoring.recent), not per
+    batch: a change made elsewhere (a queryset update sends no signal) waits that long."""
+    from alerts.evaluation import threshold_rules
 
     Rule.objects.filter(pk=cpu_rule.pk).update(for_seconds=0)  # read by nobody yet
     sample(host, 0, 95.0)
@@ -201,7 +201,7 @@ def test_a_rule_changed_by_another_process_applies_within_a_second(host, cpu_rul
     Rule.objects.filter(pk=cpu_rule.pk).update(threshold=99, recovery_threshold=98)
     sample(host, 5, 96.0)
     assert AlertState.objects.get().state == "firing"  # the rules read at 0 s still hold
-    threshold_rules.read_at -= ThresholdRules.MAX_AGE + 0.01
+    threshold_rules.read_at -= threshold_rules.MAX_AGE + 0.01
     sample(host, 10, 96.0)
     assert AlertState.objects.get().state == "ok"  # 96 % is under the new recovery value
     assert Transition.objects.filter(kind="resolved").count() == 1

@@ -87,6 +87,24 @@ def test_a_pushed_batch_is_stored_with_its_processes_and_config_comes_back(remot
     assert Host.objects.get(pk=host.pk).last_seen == now
 
 
+def test_the_watch_list_an_agent_gets_follows_changes_saved_on_the_hub(remote):
+    """Read at most once a second (monitoring.recent), but a watch saved or limited to
+    other hosts here is in the very next answer."""
+    host, secret = remote
+    client = agent_client(secret)
+    watch = WatchedProcess.objects.create(name="nginx", pattern="^nginx$")
+    answer = push(client, [wire(timezone.now())]).json()
+    assert [w["id"] for w in answer["config"]["watches"]] == [watch.id]
+    other = Host.add_remote("db-1")[0]
+    watch.hosts.add(other)  # now for db-1 only
+    answer = push(client, [wire(timezone.now())]).json()
+    assert answer["config"]["watches"] == []
+    second = WatchedProcess.objects.create(name="redis", pattern="^redis", field="cmdline")
+    answer = push(client, [wire(timezone.now())]).json()
+    expected = {"id": second.id, "field": "cmdline", "pattern": "^redis"}
+    assert answer["config"]["watches"] == [expected]
+
+
 def test_a_resent_batch_is_stored_once(remote):
     host, secret = remote
     agent = agent_client(secret)
