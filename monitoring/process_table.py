@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitoring import process_store
-from monitoring.models import Host, HostSample, Rollup
+from monitoring import host_store, process_store
+from monitoring.models import Host, Rollup
 from monitoring.params import BadParameter, text, whole_number
 from monitoring.patterns import PatternError, Regex, compile_pattern, matches_process
 from monitoring.redaction import may_see_full_cmdline, redact
@@ -88,16 +88,14 @@ def moment(host: Host, at=None) -> Selection:
     """The unfiltered rows of the moment `at` and the tier they come from."""
     if at is not None:
         at = at + timedelta(microseconds=999)  # the whole millisecond
-        oldest = HostSample.objects.filter(host=host).order_by("ts").values_list("ts").first()
-        if oldest is None or at < oldest[0]:
+        oldest = host_store.HOST.earliest(host.pk)
+        if oldest is None or at < oldest:
             for tier in ("minute", "hour"):
                 selection = _rollup_moment(host, at, tier)
                 if selection is not None:
                     return selection
-    samples = HostSample.objects.filter(host=host)
-    if at is not None:
-        samples = samples.filter(ts__lte=at)
-    ts = samples.order_by("-ts").values_list("ts", flat=True).first()
+    # Raw samples, rows or packed (an `at` older than the hot window).
+    ts = host_store.HOST.latest(host.pk, at)
     if ts is None and at is None:
         # A host silent for longer than raw samples are kept: its last known processes.
         for tier in ("minute", "hour"):
