@@ -88,18 +88,13 @@ def moment(host: Host, at=None) -> Selection:
     """The unfiltered rows of the moment `at` and the tier they come from."""
     if at is not None:
         at = at + timedelta(microseconds=999)  # the whole millisecond
-        oldest = host_store.HOST.earliest(host.pk)
-        if oldest is None or at < oldest:
-            for tier in ("minute", "hour"):
-                selection = _rollup_moment(host, at, tier)
-                if selection is not None:
-                    return selection
-    # Raw samples, rows or packed (an `at` older than the hot window).
+    # The last raw sample at or before `at`, a row or packed (older than the hot window).
     ts = host_store.HOST.latest(host.pk, at)
-    if ts is None and at is None:
-        # A host silent for longer than raw samples are kept: its last known processes.
+    if ts is None:
+        # Before the oldest raw sample, or a host silent for longer than raw samples are
+        # kept: the rollup tiers.
         for tier in ("minute", "hour"):
-            selection = _rollup_moment(host, None, tier)
+            selection = _rollup_moment(host, at, tier)
             if selection is not None:
                 return selection
     return Selection(ts=ts, rows=process_store.RAW.at(host, ts))
