@@ -197,20 +197,22 @@ def _template(value, numbers: list):
     raise ValueError(f"not a JSON value: {type(value).__name__}")
 
 
-def _filled(template, numbers: dict, i: int, position: list):
-    """A template with entry i's numbers put back (numbers: (position, is_float) ->
-    codes by entry, with their scale)."""
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _filled(template, values: dict, i: int, position: list):
+    """A template with entry i's numbers put back (values: (position, is_float) ->
+    the values by entry)."""
     if isinstance(template, bool) or template is None or isinstance(template, str):
         return template
     if isinstance(template, int | float):
         at = position[0]
         position[0] += 1
-        is_float = isinstance(template, float)
-        codes, scale = numbers[(at, is_float)]
-        return _value(codes[i], scale, not is_float)
+        return values[(at, isinstance(template, float))][i]
     if isinstance(template, list):
-        return [_filled(v, numbers, i, position) for v in template]
-    return {k: _filled(v, numbers, i, position) for k, v in template.items()}
+        return [_filled(v, values, i, position) for v in template]
+    return {k: _filled(v, values, i, position) for k, v in template.items()}
 
 
 def _json_column(values: list, scale: int) -> bytes:
@@ -294,8 +296,10 @@ class Chunk:
     columns: dict[str, list[int]]  # per metric, per entry: its code (see _value)
     status_of: array | None
     statuses: list[str | None]
-    # per JSON column: (its templates, per entry the index of its own, its numbers)
+    # per JSON column: (its templates, per entry the index of its own, its numbers:
+    # (position, is_float) -> (codes by entry, scale))
     json: dict[str, tuple[list, list[int], dict]] = field(default_factory=dict)
+    _json_values: dict = field(default_factory=dict, repr=False)  # decoded on first use
 
     def __len__(self) -> int:
         return len(self.tick_of)
@@ -312,16 +316,33 @@ class Chunk:
             for name, scale in layout.metrics
         ]
         for name, _ in layout.json:
-            templates, template_of, numbers = self.json[name]
-            values.append(_filled(templates[template_of[i]], numbers, i, [0]))
+            values.append(self._json_value(name, i))
         if self.status_of is not None:
             values.append(self.statuses[self.status_of[i]])
         return (self.ticks[self.tick_of[i]], process_id, *values)
 
+    def _json_value(self, name: str, i: int):
+        templates, template_of, numbers = self.json[name]
+        if name not in self._json_values:
+            values = {key: [_value(c, scale, not key[1]) for c in codes]
+                      for key, (codes, scale) in numbers.items()}  # fmt: skip
+            # A list of numbers only (per-core CPU), the common case: filled directly.
+            flat = [
+                [(p, isinstance(t, float)) for p, t in enumerate(template)]
+                if isinstance(template, list) and all(map(_is_number, template))
+                else None
+                for template in templates
+            ]
+            self._json_values[name] = (values, flat)
+        values, flat = self._json_values[name]
+        t = template_of[i]
+        if flat[t] is not None:
+            return [values[key][i] for key in flat[t]]
+        return _filled(templates[t], values, i, [0])
+
     def _field(self, i: int, name: str, scales: dict):
         if name in self.json:
-            templates, template_of, numbers = self.json[name]
-            return _filled(templates[template_of[i]], numbers, i, [0])
+            return self._json_value(name, i)
         if name == self.layout.text and self.status_of is not None:
             return self.statuses[self.status_of[i]]
         return _value(self.columns[name][i], scales[name], name in self.layout.integer)
