@@ -344,3 +344,32 @@ def test_process_history_is_untouched_by_host_packing(host, hour):
     report_now(host)
     host_store.pack()
     assert len(process_store.RAW.values(host.pk)) == 2 and HostChunk.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upgrade_keeps_host_samples_as_rows_and_packs_them_later(host, hour):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = ("monitoring", "0016_retention_pruned_at"), ("monitoring", "0017_host_chunks")
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([before])
+    try:
+        apps = executor.loader.project_state([before]).apps
+        OldSample = apps.get_model("monitoring", "HostSample")
+        for i in range(3):
+            OldSample.objects.create(host_id=host.pk, ts=hour + timedelta(minutes=i),
+                                     cpu_percent=float(i), per_cpu=[1.5, 2.5],
+                                     disks=DISKS, nets=NETS, batch_id=f"old-{i}")  # fmt: skip
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+        assert HostSample.objects.filter(host=host).count() == 3
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+    rows = host_store.HOST.values(host.pk)
+    report_now(host)
+    assert host_store.pack() == 1  # the next rollup run packs them, history intact
+    assert host_store.HOST.values(host.pk, end=hour + timedelta(hours=1)) == rows
+    assert host_store.is_stored(host, "old-1", hour + timedelta(minutes=1))
