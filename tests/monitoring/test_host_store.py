@@ -132,6 +132,12 @@ def test_an_hour_of_a_busy_host_packs_below_the_target():
     assert list(chunks.decode(blob).rows()) == rows
 
 
+def test_the_host_layout_holds_every_column_of_a_host_sample():
+    # A column added to HostSample and not to chunks.HOST would be lost when packed.
+    columns = {f.name for f in HostSample._meta.concrete_fields} - {"id", "host", "ts"}
+    assert set(chunks.HOST.fields) == columns
+
+
 def test_a_value_no_column_holds_is_refused():
     with pytest.raises(ValueError):
         chunks.encode([host_row(0, load1=float("nan"))], chunks.HOST)
