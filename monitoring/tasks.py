@@ -217,7 +217,7 @@ def roll_up() -> str:
     """Roll up, then pack the raw samples the rollups have long read."""
     written = rollups.roll_up()
     processes = process_store.pack()
-    hosts = host_store.pack()
+    hosts = host_store.pack(budget=10.0)  # with the 20 s of processes: half a minute at most
     return f"{written} rollup rows written, {processes} process chunks, {hosts} host chunks packed"
 
 
