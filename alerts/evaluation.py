@@ -30,7 +30,7 @@ from alerts.models import (
     Transition,
 )
 from jobs.models import HeartbeatCheck, Run
-from monitoring import background, process_store
+from monitoring import background, host_store, process_store
 from monitoring.models import Event, GpuSample, Host, HostSample, Process, ProcessSample
 from monitoring.patterns import PatternError, compile_pattern, matches_process
 from monitoring.recent import Recent
@@ -191,17 +191,18 @@ def trend_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float
             if process is not None and covers(process):
                 series.setdefault(process_subject(process), []).append((row[0], row[rss]))
         return [(s, _mb(slope_per_hour(points))) for s, points in series.items()]
-    samples = HostSample.objects.filter(host=host, ts__gte=since).order_by("ts")
+    # A window longer than the hot window reaches packed samples: read rows and chunks.
     if rule.metric == "memory_growth":
-        points = [(s.ts, s.mem_used) for s in samples if s.mem_used is not None]
+        samples = host_store.HOST.named(host.pk, since, None, ["mem_used"])
+        points = [(s["ts"], s["mem_used"]) for s in samples if s["mem_used"] is not None]
         return [("host", _mb(slope_per_hour(points)))]
     # disk_will_fill: hours until full at the current rate, per mount
     usage: dict[str, list] = {}
     totals: dict[str, int] = {}
-    for s in samples:
-        for d in s.disks:
+    for s in host_store.HOST.named(host.pk, since, None, ["disks"]):
+        for d in s["disks"]:
             if not rule.mount or d["mount"] == rule.mount:
-                usage.setdefault(d["mount"], []).append((s.ts, d["used"]))
+                usage.setdefault(d["mount"], []).append((s["ts"], d["used"]))
                 totals[d["mount"]] = d["total"]
     values = []
     for mount, points in usage.items():

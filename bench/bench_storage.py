@@ -12,11 +12,12 @@ or with --postgres a database it creates on that server and drops at the end):
    series and per-process rows.
 3. Measures each table with its indexes (SQLite: the dbstat table; PostgreSQL:
    pg_total_relation_size) and prints bytes per row; then packs every tier's process
-   history into chunks (monitoring.process_store: the rollup task packs what is older
-   than each tier's hot window) and measures those, per entry.
+   history and the raw host samples into chunks (monitoring.process_store and
+   monitoring.host_store: the rollup task packs what is older than each tier's hot
+   window) and measures those, per entry.
 4. Projects one host at default retention (raw 48 h, 1-minute 30 days, 1-hour 365
-   days) from the rows per tick, per minute and per hour it saw (process history: each
-   tier's hot window as rows, the rest packed), and compares with
+   days) from the rows per tick, per minute and per hour it saw (process history and
+   raw host samples: each tier's hot window as rows, the rest packed), and compares with
    the targets of issue #14: <= 40 B per raw process sample, <= 120 B per host
    sample, <= 150 MiB per host.
 
@@ -88,6 +89,7 @@ class Machine:
         from monitoring.sampling import ProcessRow
 
         self.rng = random.Random(seed)
+        self.host_rng = random.Random(seed + 1)  # the processes' draws stay as they were
         self.rows = []
         for i in range(count):
             busy = i < 40
@@ -111,6 +113,25 @@ class Machine:
                     gpu_memory=None,
                 )
             )
+
+    def host(self, real: dict, t: int, interval: int) -> dict:
+        """The host's values at tick t: the real host's shape (cores, disks,
+        interfaces) with values that move as on a busy machine."""
+        rng = self.host_rng
+        values = {**real, "cpu_percent": round(rng.uniform(5, 95), 2)}
+        values["per_cpu"] = [round(max(0.0, min(100.0, rng.gauss(30, 15))), 1)
+                             for _ in real.get("per_cpu") or [0] * 8]  # fmt: skip
+        values["mem_used"] = (real.get("mem_used") or 2**33) + rng.randint(-(2**26), 2**26)
+        for name in ("disk_read_bps", "disk_write_bps", "net_rx_bps", "net_tx_bps"):
+            values[name] = rng.randint(0, 2**22) / interval  # a counter's bytes a tick
+        values["nets"] = [
+            {**nic, "rx_bps": rng.randint(0, 2**20) / interval,
+             "tx_bps": rng.randint(0, 2**18) / interval}
+            for nic in real.get("nets") or []
+        ]  # fmt: skip
+        if real.get("uptime") is not None:
+            values["uptime"] = real["uptime"] + t * interval + rng.uniform(0, 0.01)
+        return values
 
     def tick(self) -> list:
         for row in self.rows[:40]:
@@ -144,9 +165,10 @@ def simulate(args: argparse.Namespace) -> dict:
         stored = [ProcessRow(**vars(r)) for r in rows if id(r) in keep]
         batch = Batch(
             ts=start + timedelta(seconds=t * args.interval),
-            host={**real.host, "cpu_percent": 10 + (t % 50)},
+            host=machine.host(real.host, t, args.interval),
             processes=stored,
         )
+        batch.id = secrets.token_hex(16)  # as an agent's: each batch stored once
         ingest.store(host, batch, hooks=False)
         if t % 720 == 0:
             print(f"  stored {t}/{ticks} ticks", end="\r", flush=True)
@@ -204,20 +226,22 @@ def measure(seen: dict) -> dict:
             "hour": hour, "per_tick": per_tick}  # fmt: skip
 
 
-def pack_all() -> dict[int, float]:
-    """Pack every tier's process history into chunks, as process_store.pack does with
-    what is older than each tier's hot window; bytes per packed entry, with the index,
-    by tier (0: raw samples, 60 and 3600: rollups)."""
+def pack_all() -> dict:
+    """Pack every tier's process history and the raw host samples into chunks, as
+    process_store.pack and host_store.pack do with what is older than each tier's hot
+    window; bytes per packed entry, with the index, by tier (0: raw samples, 60 and
+    3600: rollups; "host": raw host samples)."""
     from django.db import connection
 
-    from monitoring import process_store
-    from monitoring.models import Host, ProcessChunk
+    from monitoring import host_store, process_store
+    from monitoring.models import Host
 
     far = datetime.now(UTC) + timedelta(days=3650)
     per_entry = {}
-    for resolution, store in process_store.STORES.items():
+    for resolution, store in [*process_store.STORES.items(), ("host", host_store.HOST)]:
+        table = store.chunk_rows().model._meta.db_table
         entries = store.rows().count()
-        before = table_bytes().get("monitoring_processchunk", 0)
+        before = table_bytes().get(table, 0)
         began = time.perf_counter()
         for host_id in Host.objects.values_list("pk", flat=True):
             store.pack(host_id, store.chunk_start(far), time.monotonic() + 3600)
@@ -225,16 +249,17 @@ def pack_all() -> dict[int, float]:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")
-        grown = table_bytes().get("monitoring_processchunk", 0) - before
-        chunks = ProcessChunk.objects.filter(resolution=resolution).count()
-        print(f"  tier {resolution:>4}s: packed {entries} entries into {chunks} chunks in "
+        grown = table_bytes().get(table, 0) - before
+        chunks = store.chunk_rows().count()
+        name = f"{resolution:>4}" + ("" if resolution == "host" else "s")
+        print(f"  tier {name}: packed {entries} entries into {chunks} chunks in "
               f"{took:.1f} s ({took / max(chunks, 1) * 1000:.0f} ms a chunk)")  # fmt: skip
         per_entry[resolution] = grown / max(entries, 1)
     return per_entry
 
 
 def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
-    from monitoring import process_store
+    from monitoring import host_store, process_store
 
     per_row = m["per_row"]
     print(f"\nDatabase: {vendor}; one host, {args.processes} processes, {args.interval} s, "
@@ -247,17 +272,20 @@ def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
     ticks = RAW_HOURS * 3600 / args.interval
     packed = m["packed"]
     for resolution, size in packed.items():
-        name = f"packed, tier {resolution} s"
+        name = "packed, host samples" if resolution == "host" else f"packed, tier {resolution} s"
         print(f"{name:<28} {'':>10} {'':>9} {size:>10.1f}")
 
-    def tier(entries_a_second: float, kept: float, resolution: int, row_bytes: float) -> float:
+    stores = {**process_store.STORES, "host": host_store.HOST}
+
+    def tier(entries_a_second: float, kept: float, resolution, row_bytes: float) -> float:
         """Bytes of a tier kept `kept` seconds: its hot window as rows, the rest packed."""
-        hot = min(kept, process_store.STORES[resolution].hot.total_seconds())
+        hot = min(kept, stores[resolution].hot.total_seconds())
         return entries_a_second * (hot * row_bytes + (kept - hot) * packed[resolution])
 
     rollup_row = per_row.get("monitoring_processrollup", 0)
     parts = {
-        "raw host samples": ticks * per_row.get("monitoring_hostsample", 0),
+        "raw host samples": tier(1 / args.interval, RAW_HOURS * 3600, "host",
+                                 per_row.get("monitoring_hostsample", 0)),
         "raw process samples": tier(m["per_tick"] / args.interval, RAW_HOURS * 3600, 0,
                                     per_row.get("monitoring_processsample", 0)),
         "1-minute host series": MINUTE_DAYS * 1440 * m["minute"]["series"]
@@ -283,12 +311,17 @@ def report(args: argparse.Namespace, m: dict, vendor: str) -> None:
     def verdict(value: float, target: float) -> str:
         return "met" if value <= target else "missed"
 
-    ps, hs = packed[0], per_row.get("monitoring_hostsample", 0)
+    ps, hs = packed[0], packed["host"]
+    host_tier = parts["raw host samples"] / ticks  # the 48 h: hot rows and packed hours
+    hot_hours = stores["host"].hot.total_seconds() / 3600
     print("\nTargets (printed, not asserted):")
     print(f"  packed process sample{ps:8.1f} B    target <= {TARGETS['process_sample']} B    "
           f"{verdict(ps, TARGETS['process_sample'])}")  # fmt: skip
-    print(f"  raw host sample      {hs:8.1f} B    target <= {TARGETS['host_sample']} B   "
+    print(f"  packed host sample   {hs:8.1f} B    target <= {TARGETS['host_sample']} B   "
           f"{verdict(hs, TARGETS['host_sample'])}")  # fmt: skip
+    print(f"  host sample, raw tier{host_tier:8.1f} B    target <= {TARGETS['host_sample']} B   "
+          f"{verdict(host_tier, TARGETS['host_sample'])}   ({RAW_HOURS} h: {hot_hours:.0f} h "
+          "of rows, the rest packed)")  # fmt: skip
     year = total / 2**20
     print(f"  one host, a year     {year:8.1f} MiB  target <= {TARGETS['host_year_mib']} MiB "
           f"{verdict(year, TARGETS['host_year_mib'])}")  # fmt: skip

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from jobs import monitor
 from jobs.models import Monitor, Run
-from monitoring import background
+from monitoring import background, host_store
 from monitoring.models import HostSample, Retention, Rollup, RollupState
 from monitoring.tasks import sampler_status
 
@@ -193,7 +193,7 @@ def read(now=None) -> Readings:
         db_seconds=db_seconds,
         rollup_lag=(newest - done) if done and newest and newest > done else None,
         pruned_at=Retention.current().pruned_at,
-        oldest_sample=HostSample.objects.aggregate(m=Min("ts"))["m"],
+        oldest_sample=host_store.oldest(),
         disk_free_percent=100 * usage.free / usage.total,
         deliveries_failed=Delivery.objects.filter(
             status=Delivery.FAILED, transition__ts__gte=now - DELIVERY_WINDOW

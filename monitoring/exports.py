@@ -15,7 +15,7 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 
-from monitoring import process_store
+from monitoring import host_store, process_store
 from monitoring.models import (
     Event,
     GpuSample,
@@ -32,8 +32,9 @@ class Export:
     model: type
     columns: dict[str, str]  # column name -> ORM path
     time_field: str = "ts"
-    # Process history, by tier: read through monitoring.process_store (rows and packed
-    # chunks alike), each tier's rows under the raw samples' names.
+    # Host samples and process history, by tier: read through a Store (rows and packed
+    # chunks alike: monitoring.host_store, monitoring.process_store), each tier's rows
+    # under the raw samples' names.
     stores: dict[str, process_store.Store] = field(default_factory=dict)
 
 
@@ -65,6 +66,7 @@ EXPORTS = {
             "other_rss_bytes": "other_rss",
             "uptime_s": "uptime",
         },
+        stores={"raw": host_store.HOST},
     ),
     "process-samples": Export(
         ProcessSample,
@@ -142,7 +144,7 @@ def rows(
         if tier not in export.stores:
             kept = ", ".join(export.stores)
             raise BadParameter("tier", f"tier must be {kept} for this export, got {tier[:20]!r}")
-        return _process_rows(export, columns, start, end, host, process, tier)
+        return _store_rows(export, columns, start, end, host, process, tier)
     if tier != "raw":
         raise BadParameter("tier", f"tier must be raw for this export, got {tier[:20]!r}")
     qs = export.model.objects.filter(
@@ -154,9 +156,9 @@ def rows(
     return qs.order_by(export.time_field, "pk").values_list(*paths).iterator(chunk_size=CHUNK)
 
 
-def _process_rows(export: Export, columns, start, end, host, process, tier: str) -> Iterator:
-    """A tier of process history, a chunk's span at a time; with no host, host by host,
-    each in time order."""
+def _store_rows(export: Export, columns, start, end, host, process, tier: str) -> Iterator:
+    """A tier of a Store's history, a chunk's span at a time; with no host, host by
+    host (by name), each in time order."""
     store = export.stores[tier]
     hosts = Host.objects.order_by("name")
     if process is not None:
@@ -170,16 +172,21 @@ def _process_rows(export: Export, columns, start, end, host, process, tier: str)
         while window < end:
             until = min(end, store.chunk_start(window) + store.span)
             found = store.values(one.pk, window, until, ids)
-            identities = Process.objects.in_bulk({r[1] for r in found})
-            for row in found:
-                identity = identities.get(row[1])
-                if identity is not None:  # else forgotten by retention
+            if store.key != "process_id":
+                for row in found:
                     named = store.as_sample(row)
-                    yield tuple(_process_value(path, named, identity, one) for path in paths)
+                    yield tuple(_process_value(path, named, None, one) for path in paths)
+            else:
+                identities = Process.objects.in_bulk({r[1] for r in found})
+                for row in found:
+                    identity = identities.get(row[1])
+                    if identity is not None:  # else forgotten by retention
+                        named = store.as_sample(row)
+                        yield tuple(_process_value(path, named, identity, one) for path in paths)
             window = until
 
 
-def _process_value(path: str, row: dict, process: Process, host: Host):
+def _process_value(path: str, row: dict, process: Process | None, host: Host):
     if path == "host__name":
         return host.name
     if path.startswith("process__"):

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from monitoring import chunks, rollups
+from monitoring import chunks, host_store, rollups
 from monitoring.models import (
     Event,
     GpuSample,
@@ -68,7 +68,7 @@ def store(host: Host, batch: Batch, hooks: bool | str = True) -> HostSample | No
     newest = previous_seen is None or batch.ts > previous_seen
     try:
         with transaction.atomic():
-            if batch.id and HostSample.objects.filter(host=host, batch_id=batch.id).exists():
+            if batch.id and host_store.is_stored(host, batch.id, batch.ts):
                 return None
             sample = HostSample.objects.create(
                 host=host,
@@ -96,7 +96,7 @@ def store(host: Host, batch: Batch, hooks: bool | str = True) -> HostSample | No
                 rollups.reopen(host, batch.ts)
     except IntegrityError:
         # The same batch id stored by a concurrent request a moment ago.
-        if batch.id and HostSample.objects.filter(host=host, batch_id=batch.id).exists():
+        if batch.id and host_store.is_stored(host, batch.id, batch.ts):
             return None
         raise
     for name, value in update.items():

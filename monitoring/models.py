@@ -349,6 +349,25 @@ class ProcessChunk(models.Model):
         ]
 
 
+class HostChunk(models.Model):
+    """Raw host samples of one host over one span, packed (monitoring.chunks.HOST),
+    batch ids included: monitoring.host_store packs HostSample rows older than the hot
+    window and reads both as one. Its own table, not ProcessChunk with a kind: every
+    reader of process history filters ProcessChunk by resolution alone, and retention
+    and the indexes of the two stay apart."""
+
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    start = models.DateTimeField()
+    end = models.DateTimeField()  # exclusive
+    samples = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "start"], name="one_host_chunk_a_span")
+        ]
+
+
 class Service(models.Model):
     """A systemd unit of a host as last read: failed units and those of its patterns."""
 

@@ -8,6 +8,10 @@ for a rollup row, indexes included), by pack(), which runs after the rollups. Ev
 reader of process history goes through a Store, so none needs to know where an entry
 is. A late batch (an agent's backfill) for a packed hour lands as rows like any
 other, is read together with the chunk, and is merged into it at the next pack.
+
+Raw host samples are packed by the same machinery (monitoring.host_store: a Store
+whose rows are HostSample rows, keyed by their host, and whose chunks are HostChunk
+rows).
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ class Store:
     span: timedelta  # of one chunk, aligned to the epoch
     hot: timedelta  # entries newer than this stay rows
 
+    key = "process_id"  # what an entry is of, after its time
+    what = "process history"  # in log lines
+
     @property
     def time_field(self) -> str:
         return "ts" if self.resolution == 0 else "bucket"
@@ -68,20 +75,25 @@ class Store:
     @property
     def fields(self) -> tuple[str, ...]:
         """The tuples values() gives."""
-        status = ("status",) if self.layout.status else ()
-        return (self.time_field, "process_id", *self.layout.names, *status)
+        return (self.time_field, self.key, *self.layout.fields)
 
     def rows(self):
         if self.resolution == 0:
             return ProcessSample.objects.all()
         return ProcessRollup.objects.filter(resolution=self.resolution)
 
+    def chunk_rows(self):
+        return ProcessChunk.objects.filter(resolution=self.resolution)
+
+    def new_chunk(self, **fields):
+        return ProcessChunk(resolution=self.resolution, **fields)
+
     def chunk_start(self, ts: datetime) -> datetime:
         return _EPOCH + ((ts - _EPOCH) // self.span) * self.span
 
     # -- reading ---------------------------------------------------------------------
     def _chunks(self, host_id: int, start=None, end=None, newest_first=False):
-        found = ProcessChunk.objects.filter(host_id=host_id, resolution=self.resolution)
+        found = self.chunk_rows().filter(host_id=host_id)
         if start is not None:
             found = found.filter(end__gt=start)
         if end is not None:
@@ -91,11 +103,14 @@ class Store:
             try:
                 yield chunks.decode(bytes(data))
             except chunks.ChunkError as exc:
-                log.error("process history of chunk %s unreadable, skipped: %s", pk, exc)
+                log.error("%s of chunk %s unreadable, skipped: %s", self.what, pk, exc)
 
-    def values(self, host_id: int, start=None, end=None, process_ids=None) -> list[tuple]:
+    def values(
+        self, host_id: int, start=None, end=None, process_ids=None, columns=None
+    ) -> list[tuple]:
         """Entries of a host with start <= time < end (None: open), of the given process
-        ids (None: all), as `fields` tuples in time order (then by process id)."""
+        ids (None: all), as `fields` tuples in time order (then by key); with `columns`
+        (some of `fields` after the key), as (time, key, *columns) tuples."""
         found = self.rows().filter(host_id=host_id)
         if start is not None:
             found = found.filter(**{f"{self.time_field}__gte": start})
@@ -103,12 +118,14 @@ class Store:
             found = found.filter(**{f"{self.time_field}__lt": end})
         if process_ids is not None:
             process_ids = list(process_ids)
-            found = found.filter(process_id__in=process_ids)
-        rows = list(found.values_list(*self.fields))
+            found = found.filter(**{f"{self.key}__in": process_ids})
+        fields = self.fields if columns is None else (self.time_field, self.key, *columns)
+        rows = list(found.values_list(*fields))
         low = None if start is None else _us(start)
         high = None if end is None else _us(end)
         for chunk in self._chunks(host_id, start, end):
-            rows.extend((_time(r[0]), *r[1:]) for r in chunk.rows(low, high, process_ids))
+            packed = chunk.rows(low, high, process_ids, columns)
+            rows.extend((_time(r[0]), *r[1:]) for r in packed)
         rows.sort(key=lambda r: (r[0], r[1]))
         return rows
 
@@ -124,13 +141,29 @@ class Store:
         low = None if earliest is None else _us(earliest)
         high = None if at is None else _us(at) + 1
         end = None if at is None else _time(high)
-        for chunk in self._chunks(host_id, earliest, end, newest_first=True):
+        since = earliest if best is None else max(best, earliest or best)  # newer chunks only
+        for chunk in self._chunks(host_id, since, end, newest_first=True):
             ticks = [
                 t for t in chunk.ticks if (high is None or t < high) and (low is None or t >= low)
             ]
             if ticks:
                 packed = _time(ticks[-1])
                 return packed if best is None or packed > best else best
+        return best
+
+    def earliest(self, host_id: int, after=None) -> datetime | None:
+        """The oldest time with entries, not before `after` (None: unbounded)."""
+        found = self.rows().filter(host_id=host_id)
+        if after is not None:
+            found = found.filter(**{f"{self.time_field}__gte": after})
+        best = found.order_by(self.time_field).values_list(self.time_field, flat=True).first()
+        low = None if after is None else _us(after)
+        end = best + timedelta(microseconds=1) if best is not None else None
+        for chunk in self._chunks(host_id, after, end):
+            ticks = [t for t in chunk.ticks if low is None or t >= low]
+            if ticks:
+                packed = _time(ticks[0])
+                return packed if best is None or packed < best else best
         return best
 
     def at(self, host: Host, ts: datetime | None) -> list[ProcessSample]:
@@ -210,8 +243,8 @@ class Store:
             except (IntegrityError, ValueError, OverflowError) as exc:
                 # ValueError: ChunkError, or a value no integer holds (NaN)
                 log.error(
-                    "process history (tier %ss) of host %s from %s not packed: %s",
-                    self.resolution, host_id, start, exc,
+                    "%s (tier %ss) of host %s from %s not packed: %s",
+                    self.what, self.resolution, host_id, start, exc,
                 )  # fmt: skip
         return written
 
@@ -222,9 +255,7 @@ class Store:
         if not found:
             return 0
         with transaction.atomic():
-            existing = ProcessChunk.objects.select_for_update().filter(
-                host_id=host_id, resolution=self.resolution, start=start
-            )
+            existing = self.chunk_rows().select_for_update().filter(host_id=host_id, start=start)
             chunk = existing.first()
             rows = list(chunks.decode(bytes(chunk.data)).rows()) if chunk is not None else []
             rows.extend((_us(r[1]), *r[2:]) for r in found)  # after the packed: rows win
@@ -241,14 +272,9 @@ class Store:
             return
         blob = chunks.encode(rows, self.layout)
         if chunk is None:
-            ProcessChunk.objects.create(
-                host_id=host_id,
-                resolution=self.resolution,
-                start=start,
-                end=start + self.span,
-                samples=count,
-                data=blob,
-            )
+            self.new_chunk(
+                host_id=host_id, start=start, end=start + self.span, samples=count, data=blob
+            ).save()
         else:
             existing.update(samples=count, data=blob)
 
@@ -259,12 +285,10 @@ class Store:
             return
         stamps = {_us(t) for t in times}
         starts = {self.chunk_start(t) for t in times}
-        existing = ProcessChunk.objects.select_for_update().filter(
-            host_id=host_id, resolution=self.resolution, start__in=sorted(starts)
-        )
-        for chunk in existing:
+        existing = self.chunk_rows().select_for_update()
+        for chunk in existing.filter(host_id=host_id, start__in=sorted(starts)):
             kept = [r for r in chunks.decode(bytes(chunk.data)).rows() if r[0] not in stamps]
-            one = ProcessChunk.objects.filter(pk=chunk.pk)
+            one = self.chunk_rows().filter(pk=chunk.pk)
             self._write(host_id, chunk.start, one, chunk, kept)
 
 

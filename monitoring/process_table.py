@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitoring import process_store
-from monitoring.models import Host, HostSample, Rollup
+from monitoring import host_store, process_store
+from monitoring.models import Host, Rollup
 from monitoring.params import BadParameter, text, whole_number
 from monitoring.patterns import PatternError, Regex, compile_pattern, matches_process
 from monitoring.redaction import may_see_full_cmdline, redact
@@ -88,20 +88,13 @@ def moment(host: Host, at=None) -> Selection:
     """The unfiltered rows of the moment `at` and the tier they come from."""
     if at is not None:
         at = at + timedelta(microseconds=999)  # the whole millisecond
-        oldest = HostSample.objects.filter(host=host).order_by("ts").values_list("ts").first()
-        if oldest is None or at < oldest[0]:
-            for tier in ("minute", "hour"):
-                selection = _rollup_moment(host, at, tier)
-                if selection is not None:
-                    return selection
-    samples = HostSample.objects.filter(host=host)
-    if at is not None:
-        samples = samples.filter(ts__lte=at)
-    ts = samples.order_by("-ts").values_list("ts", flat=True).first()
-    if ts is None and at is None:
-        # A host silent for longer than raw samples are kept: its last known processes.
+    # The last raw sample at or before `at`, a row or packed (older than the hot window).
+    ts = host_store.HOST.latest(host.pk, at)
+    if ts is None:
+        # Before the oldest raw sample, or a host silent for longer than raw samples are
+        # kept: the rollup tiers.
         for tier in ("minute", "hour"):
-            selection = _rollup_moment(host, None, tier)
+            selection = _rollup_moment(host, at, tier)
             if selection is not None:
                 return selection
     return Selection(ts=ts, rows=process_store.RAW.at(host, ts))

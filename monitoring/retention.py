@@ -16,6 +16,7 @@ from monitoring.models import (
     Event,
     GpuSample,
     Host,
+    HostChunk,
     HostSample,
     Process,
     ProcessChunk,
@@ -70,6 +71,9 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
     if raw_cutoff is not None:
         counts["host_samples"] = delete_in_batches(
             HostSample.objects.filter(ts__lt=raw_cutoff), batch
+        )
+        counts["host_chunks"] = delete_in_batches(
+            HostChunk.objects.filter(end__lte=raw_cutoff), CHUNK_BATCH
         )
         counts["gpu_samples"] = delete_in_batches(
             GpuSample.objects.filter(ts__lt=raw_cutoff), batch

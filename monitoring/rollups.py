@@ -22,11 +22,10 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from monitoring import process_store
+from monitoring import host_store, process_store
 from monitoring.models import (
     GpuSample,
     Host,
-    HostSample,
     Process,
     ProcessRollup,
     Rollup,
@@ -221,8 +220,8 @@ def minute_groups(host: Host, start: datetime, end: datetime) -> tuple[dict, dic
         for metric in metrics:
             group[1][metric].add(row[metric])
 
-    samples = HostSample.objects.filter(host=host, ts__gte=start, ts__lt=end).order_by("ts")
-    for row in samples.values("ts", *HOST_METRICS).iterator(chunk_size=2000):
+    # Rows and packed chunks alike (a late batch may reopen a packed hour).
+    for row in host_store.HOST.named(host.pk, start, end, HOST_METRICS):
         feed("host", row["ts"], row, HOST_METRICS)
     gpus = GpuSample.objects.filter(host=host, ts__gte=start, ts__lt=end).order_by("ts")
     for row in gpus.values("ts", "index", *GPU_METRICS).iterator(chunk_size=2000):
@@ -285,7 +284,8 @@ def _watched(process_ids: set[int]) -> set[int]:
 
 def _first_data(host: Host, resolution: int) -> datetime | None:
     if resolution == Rollup.MINUTE:
-        first = HostSample.objects.filter(host=host).order_by("ts").values_list("ts").first()
+        first = host_store.HOST.earliest(host.pk)
+        first = (first,) if first else None
     else:
         first = (
             Rollup.objects.filter(host=host, resolution=Rollup.MINUTE)
@@ -299,15 +299,15 @@ def _first_data(host: Host, resolution: int) -> datetime | None:
 def _next_data(host: Host, resolution: int, after: datetime) -> datetime | None:
     """Skip a gap (ptracker was stopped) in one query instead of bucket by bucket."""
     if resolution == Rollup.MINUTE:
-        row = HostSample.objects.filter(host=host, ts__gte=after).order_by("ts").values_list("ts")
+        first = host_store.HOST.earliest(host.pk, after)
     else:
-        row = (
+        first = (
             Rollup.objects.filter(host=host, resolution=Rollup.MINUTE, bucket__gte=after)
             .order_by("bucket")
-            .values_list("bucket")
+            .values_list("bucket", flat=True)
+            .first()
         )
-    first = row.first()
-    return floor(first[0], resolution) if first else None
+    return floor(first, resolution) if first else None
 
 
 def reopen(host: Host, ts: datetime) -> None:

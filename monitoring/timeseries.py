@@ -18,11 +18,10 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from monitoring import process_store
+from monitoring import host_store, process_store
 from monitoring.models import (
     GpuSample,
     Host,
-    HostSample,
     Retention,
     Rollup,
     RollupState,
@@ -162,17 +161,15 @@ def _raw_rows(host: Host, series: list[Series], start, end):
         by_source.setdefault(key, []).append(s)
     for (source, key), group in by_source.items():
         fields = list(dict.fromkeys(s.metric.field for s in group))
-        if source == "process":
-            at = [process_store.RAW.fields.index(f) for f in fields]
-            found = process_store.RAW.values(host.pk, start, end, [key])
-            rows = ((r[0], *(r[i] for i in at)) for r in found)
+        if source in ("process", "host"):
+            # Rows and packed chunks alike (raw samples older than the hot window).
+            store = process_store.RAW if source == "process" else host_store.HOST
+            ids = [key] if source == "process" else None
+            found = store.values(host.pk, start, end, ids, columns=fields)
+            rows = ((r[0], *r[2:]) for r in found)
         else:
-            if source == "host":
-                qs = HostSample.objects.filter(host=host)
-            else:
-                qs = GpuSample.objects.filter(host=host, index=key)
-            rows = qs.filter(ts__gte=start, ts__lt=end).order_by("ts").values_list("ts", *fields)
-            rows = rows.iterator(chunk_size=5000)
+            qs = GpuSample.objects.filter(host=host, index=key, ts__gte=start, ts__lt=end)
+            rows = qs.order_by("ts").values_list("ts", *fields).iterator(chunk_size=5000)
         for ts, *values in rows:
             row = dict(zip(fields, values, strict=True))
             for s in group:

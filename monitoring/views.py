@@ -14,14 +14,13 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from monitoring import fleet, process_store, redaction, timeseries
+from monitoring import fleet, host_store, process_store, redaction, timeseries
 from monitoring.fleet import FleetQuery
 from monitoring.models import (
     ApiToken,
     Event,
     GpuSample,
     Host,
-    HostSample,
     Process,
     ProcessSample,
     Retention,
@@ -83,7 +82,7 @@ def first_data(host: Host) -> datetime | None:
         .order_by("bucket")
         .values_list("bucket", flat=True)
         .first(),
-        HostSample.objects.filter(host=host).order_by("ts").values_list("ts", flat=True).first(),
+        host_store.HOST.earliest(host.pk),  # rows or packed
     ]
     return min((t for t in oldest if t is not None), default=None)
 
