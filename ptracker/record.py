@@ -570,7 +570,10 @@ def upload(hub, monitor: MultiProcessMonitor, quiet: bool) -> int:
         return 2
     if status not in (200, 201):
         detail = answer.get("detail") if isinstance(answer, dict) else None
-        print(f"ptracker record: not uploaded: the hub answered {status} {detail or ''}")
+        print(
+            f"ptracker record: not uploaded: the hub answered {status} {detail or ''}",
+            file=sys.stderr,
+        )
         return 2
     if not quiet:
         url = answer.get("url", "") if isinstance(answer, dict) else ""

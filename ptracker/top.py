@@ -194,7 +194,7 @@ def render(state: TopState, batch: Batch | None, trends: Trends, width: int = 80
     if batch is None:
         return Group(Text("ptracker top: reading the machine…"), keys_line(state, width))
     lines = host_lines(batch, width)
-    status = f"{batch.host.get('process_count', 0)} processes, sort: {state.sort}"
+    status = f"sort: {state.sort}, {batch.host.get('process_count', 0)} processes"
     if state.pattern:
         status += f", filter: {state.pattern}"
     lines.append(
