@@ -16,7 +16,9 @@ from those at the end. Imports no Django.
 
 import argparse
 import contextlib
+import json
 import logging
+import math
 import shlex
 import signal
 import subprocess
@@ -551,13 +553,26 @@ def main(argv: list[str]) -> int:
     return status
 
 
+UPLOAD_MAX = 2_000_000  # bytes of JSON: under the hub's request limit (Django's 2.5 MB)
+
+
+def for_upload(recording: dict) -> dict:
+    """The recording, its samples thinned to every Nth when the JSON would be too big
+    for the hub; the summary (peaks, averages) stays that of every sample."""
+    size = len(json.dumps(recording, separators=(",", ":")))
+    if size <= UPLOAD_MAX:
+        return recording
+    step = math.ceil(size / UPLOAD_MAX)
+    return {**recording, "samples": recording["samples"][::step], "thinned": step}
+
+
 def upload(hub, monitor: MultiProcessMonitor, quiet: bool) -> int:
     """Send the recording to the hub; 0, or 2 with a clear message (the local report
     is written already)."""
     from ptracker.client import LeaseError
 
     try:
-        status, answer = hub.call("POST", "/api/v1/recordings/", monitor.to_dict())
+        status, answer = hub.call("POST", "/api/v1/recordings/", for_upload(monitor.to_dict()))
     except LeaseError as exc:
         print(f"ptracker record: not uploaded: {exc}", file=sys.stderr)
         return 2

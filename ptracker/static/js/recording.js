@@ -1,6 +1,6 @@
 "use strict";
-// Charts of one `ptracker record` recording (ptracker.report's JSON schema), read from
-// <script type="application/json" id="recording-data">. Used inline by the standalone
+// Charts of `ptracker record` recordings (ptracker.report's JSON schema), read from
+// <script type="application/json"> elements. Used inline by the standalone
 // HTML report and as a static file by the hub's recording pages; needs Chart.js.
 (function () {
   const COLORS = ["#2f6fed", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#1098ad", "#f08c00"];
@@ -16,11 +16,11 @@
 
   function card(container, title) {
     const div = document.createElement("div");
-    div.className = "card";
+    div.className = "rec-card";
     const h3 = document.createElement("h3");
     h3.textContent = title;
     const box = document.createElement("div");
-    box.className = "chart";
+    box.className = "rec-chart";
     const canvas = document.createElement("canvas");
     box.appendChild(canvas);
     div.append(h3, box);
@@ -123,12 +123,16 @@
     return charts;
   }
 
+  // Each element with data-recording="ID" gets the charts of the JSON in the element
+  // with that id (Django's json_script; the compare page has two).
   function start() {
-    const element = document.getElementById("recording-data");
-    const container = document.getElementById("charts");
-    if (!element || !container || typeof Chart === "undefined") return;
-    const charts = render(container, JSON.parse(element.textContent));
-    container.dataset.charts = String(charts.length);
+    if (typeof Chart === "undefined") return;
+    document.querySelectorAll("[data-recording]").forEach(function (container) {
+      const element = document.getElementById(container.dataset.recording);
+      if (!element) return;
+      const charts = render(container, JSON.parse(element.textContent));
+      container.dataset.charts = String(charts.length);
+    });
   }
 
   if (document.readyState === "loading") {
