@@ -438,10 +438,13 @@ def report_format(output: str | None, given: str | None) -> str:
     return suffix if suffix in ("html", "json", "csv") else "html"
 
 
-def start_command(argv: list[str], live_console) -> subprocess.Popen:
-    """The command, its output passed through the live view when there is one."""
+def start_command(
+    argv: list[str], live_console
+) -> tuple[subprocess.Popen, threading.Thread | None]:
+    """The command, and the thread that passes its output through the live view when
+    there is one."""
     if live_console is None:
-        return subprocess.Popen(argv)
+        return subprocess.Popen(argv), None
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def relay() -> None:
@@ -449,8 +452,9 @@ def start_command(argv: list[str], live_console) -> subprocess.Popen:
             text = line.decode(errors="replace").rstrip("\n")
             live_console.print(text, markup=False, highlight=False, emoji=False)
 
-    threading.Thread(target=relay, name="ptracker-record-output", daemon=True).start()
-    return child
+    thread = threading.Thread(target=relay, name="ptracker-record-output", daemon=True)
+    thread.start()
+    return child, thread
 
 
 def end_command(child: subprocess.Popen) -> int:
@@ -505,10 +509,10 @@ def main(argv: list[str]) -> int:
     view = None
     if not args.quiet and args.realtime:
         view = terminal.RecordView()
-    child = None
+    child = relay = None
     if command:
         try:
-            child = start_command(command, view.console if view else None)
+            child, relay = start_command(command, view.console if view else None)
         except OSError as exc:
             print(f"ptracker record: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
             return 127 if isinstance(exc, FileNotFoundError) else 126
@@ -541,6 +545,8 @@ def main(argv: list[str]) -> int:
     finally:
         if child is not None:
             monitor.exit_code = end_command(child)
+        if relay is not None:
+            relay.join(2.0)  # the command's last lines (a daemon left behind may keep the pipe)
     written = monitor.save_report(output, fmt)
     if not args.quiet:
         print(terminal.summary_text(monitor, written), file=sys.stderr)

@@ -237,7 +237,7 @@ def to_html(recording: dict) -> str:
     return string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         title=escape(command[:80]),
         command=escape(command),
-        started=escape(recording["started"] or ""),
+        started=escape((recording["started"] or "")[:19].replace("T", " ") + " UTC"),
         duration=f"{recording['duration_s'] or 0:.1f}",
         interval=f"{recording['interval_s']:g}",
         end_reason=escape(recording["end_reason"] or ""),

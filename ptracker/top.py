@@ -237,6 +237,7 @@ class KeyReader:
         self.stream = stream or sys.stdin
         self.fd: int | None = None
         self.saved = None
+        self.pending: list[str] = []
 
     def __enter__(self) -> "KeyReader":
         with contextlib.suppress(AttributeError, OSError, ValueError):
@@ -251,17 +252,33 @@ class KeyReader:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
     def read(self, timeout: float) -> str | None:
-        """A key (an escape sequence whole: arrows are ignored), or None after `timeout`."""
-        if self.fd is None:
+        """The next key, or None after `timeout`. Keys typed (or pasted) together
+        come one per call; arrow and function keys (escape sequences) are dropped."""
+        if not self.pending and self.fd is None:
             time.sleep(max(timeout, 0))
             return None
-        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0))
-        if not ready:
-            return None
-        data = os.read(self.fd, 32).decode(errors="replace")
-        if data.startswith(ESCAPE) and len(data) > 1:
-            return None  # an arrow or function key: none is bound
-        return data[:1] or None
+        if not self.pending:
+            ready, _, _ = select.select([self.fd], [], [], max(timeout, 0))
+            if not ready:
+                return None
+            self.pending = split_keys(os.read(self.fd, 64).decode(errors="replace"))
+        return self.pending.pop(0) if self.pending else None
+
+
+def split_keys(data: str) -> list[str]:
+    """Single keys of what one read gave; escape sequences (ESC [ … or ESC O x) are
+    left out, a lone ESC is the Escape key."""
+    keys, i = [], 0
+    while i < len(data):
+        if data[i] == ESCAPE and i + 1 < len(data) and data[i + 1] in "[O":
+            i += 2
+            while i < len(data) and not ("@" <= data[i] <= "~"):
+                i += 1
+            i += 1  # the sequence's final character
+            continue
+        keys.append(data[i])
+        i += 1
+    return keys
 
 
 def make_parser() -> argparse.ArgumentParser:

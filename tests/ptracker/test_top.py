@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from monitoring.sampling import Batch
-from ptracker.top import TopState, Trends, matching, ordered, render, tree_order
+from ptracker.top import TopState, Trends, matching, ordered, render, split_keys, tree_order
 from tests.conftest import proc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +87,12 @@ def test_keys_sort_filter_toggle_the_tree_and_quit():
     assert state.quit
 
 
+def test_keys_typed_together_come_one_by_one_and_arrows_are_dropped():
+    assert split_keys("/python\r") == ["/", "p", "y", "t", "h", "o", "n", "\r"]
+    assert split_keys("\x1b[Am\x1bOPq") == ["m", "q"]
+    assert split_keys("\x1b") == ["\x1b"]
+
+
 def screen(state: TopState, processes, width=80, height=24) -> list[str]:
     console = Console(file=io.StringIO(), width=width, height=height, record=True)
     trends = Trends()
@@ -147,8 +153,8 @@ def test_top_runs_in_tmux_at_80x24_and_answers_keys(tmp_path):
         assert "q quit" in first and "PID" in first
         subprocess.run([*tmux, "send-keys", "-t", session, "m"], check=True)
         wait_for("sort: mem")
-        subprocess.run([*tmux, "send-keys", "-t", session, "/", "python", "Enter"], check=True)
-        shown = wait_for("filter: python")
+        subprocess.run([*tmux, "send-keys", "-t", session, "/", "^python", "Enter"], check=True)
+        shown = wait_for("filter: ^python")  # names or command lines
         names = [line.split()[1] for line in shown.splitlines() if line.strip()[:1].isdigit()]
         assert names and all("python" in n for n in names), shown
         subprocess.run([*tmux, "send-keys", "-t", session, "t"], check=True)
