@@ -48,9 +48,30 @@ def check_report(data) -> dict:
             raise BadParameter("started", "an ISO 8601 time with its zone") from None
         if started.tzinfo is None:
             raise BadParameter("started", "an ISO 8601 time with its zone")
-    for key in ("exit_code",):
-        if data.get(key) is not None and type(data[key]) is not int:
-            raise BadParameter(key, f"{key}: a whole number or null")
+    for key, kinds in (
+        ("exit_code", (int,)),
+        ("duration_s", (int, float)),
+        ("command", (str,)),
+        ("end_reason", (str,)),
+        ("host", (dict,)),
+    ):
+        if data.get(key) is not None and type(data[key]) not in kinds:
+            raise BadParameter(key, f"{key}: {' or '.join(k.__name__ for k in kinds)} or null")
+    hostname = (data.get("host") or {}).get("hostname")
+    if hostname is not None and not isinstance(hostname, str):
+        raise BadParameter("host", "host.hostname: a string or null")
+    count = data["summary"].get("processes")
+    if count is not None and (type(count) is not int or not 0 <= count < 2**31):
+        raise BadParameter("summary", "summary.processes: a count")
+    for field in ("cpu_percent", "rss", "gpu_memory"):
+        stats = data["summary"]["total"].get(field)
+        if stats is None:
+            continue
+        numbers = isinstance(stats, dict) and all(
+            type(stats.get(k)) in (int, float, type(None)) for k in ("avg", "max")
+        )
+        if not numbers or any(abs(stats.get(k) or 0) >= 2**63 for k in ("avg", "max")):
+            raise BadParameter("summary", f"summary.total.{field}: min, max and avg numbers")
     return data
 
 
