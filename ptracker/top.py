@@ -3,7 +3,8 @@
 Host bars (CPU, memory, GPUs), then the top processes, sortable by CPU, memory, I/O
 or GPU memory, filtered by a regular expression (RE2, as everywhere in ptracker),
 flat or as a tree, each with a small CPU trend. Keys are shown on the last line;
-`q` quits. Fits an 80x24 terminal over SSH.
+`q` quits. Fits an 80x24 terminal over SSH. With --hub URL --host NAME it shows a
+host of a hub instead, read from the hub's API every interval.
 
 A driver of the sampling core: one Sampler of the whole machine, as the hub's, with
 its top-N selection (only the processes shown need more than /proc/<pid>/stat).
@@ -23,6 +24,7 @@ import tty
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -31,6 +33,7 @@ from rich.text import Text
 
 from monitoring.patterns import PatternError, Regex, compile_pattern
 from monitoring.sampling import Batch, ProcessRow, Sampler
+from ptracker.client import Hub, LeaseError
 from ptracker.terminal import bar, percent, size, sparkline
 
 SORTS: dict[str, Callable[[ProcessRow], float]] = {
@@ -281,6 +284,66 @@ def split_keys(data: str) -> list[str]:
     return keys
 
 
+class HubSource:
+    """A host of a hub, read from its API (GET /api/v1/hosts/<id>/snapshot, the same
+    payload as the live feed) every interval, as Batches: the screen is the same."""
+
+    def __init__(self, hub, host: str) -> None:
+        self.hub = hub
+        self.host_id = self.find(host)
+
+    def get(self, path: str):
+        status, answer = self.hub.call("GET", path)
+        if status != 200:
+            detail = answer.get("detail", "") if isinstance(answer, dict) else ""
+            raise LeaseError(f"the hub answered {status} to {path} {detail}".strip())
+        return answer
+
+    def find(self, host: str) -> int:
+        if host.isdigit():
+            return int(host)
+        answer = self.get("/api/v1/hosts/?page_size=500")
+        hosts = answer.get("results", []) if isinstance(answer, dict) else answer
+        for h in hosts:
+            if host in (h.get("name"), h.get("hostname")):
+                return h["id"]
+        names = ", ".join(sorted(str(h.get("name")) for h in hosts)) or "none"
+        raise LeaseError(f"the hub has no host named {host!r} (hosts: {names})")
+
+    def sample(self) -> Batch:
+        answer = self.get(f"/api/v1/hosts/{self.host_id}/snapshot")
+        sample = answer.get("sample") or {}
+        host = {k: sample.get(k) for k in ("cpu_percent", "load1", "mem_total", "mem_used")}
+        host["process_count"] = sample.get("process_count") or len(answer["processes"])
+        gpus = [
+            {k: g.get(k) for k in ("index", "utilization", "memory_used", "memory_total")}
+            for g in answer.get("gpus", [])
+        ]
+        rows = [
+            ProcessRow(
+                pid=p["pid"],
+                create_time=float(p["process_id"]),  # the hub's identity of the process
+                ppid=p.get("ppid"),
+                name=p.get("name") or "",
+                cmdline=p.get("cmdline") or "",
+                exe="",
+                username=p.get("username") or "",
+                status=p.get("status") or "",
+                cpu_percent=p.get("cpu_percent"),
+                rss=p.get("rss"),
+                vms=p.get("vms"),
+                mem_percent=p.get("mem_percent"),
+                threads=p.get("threads"),
+                read_bps=p.get("read_bps"),
+                write_bps=p.get("write_bps"),
+                gpu_memory=p.get("gpu_memory"),
+            )
+            for p in answer.get("processes", [])
+        ]
+        ts = datetime.fromisoformat(sample["ts"]) if sample.get("ts") else datetime.now(UTC)
+        return Batch(ts=ts, host=host, gpus=gpus, processes=rows)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ptracker top", description="A live view of this machine's processes (no server)."
@@ -293,6 +356,10 @@ def make_parser() -> argparse.ArgumentParser:
         "-n", "--limit", type=int, default=40, help="processes read in full each tick (default 40)"
     )
     parser.add_argument("--once", action="store_true", help="print one screen and exit")
+    parser.add_argument(
+        "--hub", help="show a host of this hub instead (token from PTRACKER_TOKEN; needs --host)"
+    )
+    parser.add_argument("--host", help="with --hub: the host's name or id")
     return parser
 
 
@@ -307,11 +374,23 @@ def main(argv: list[str]) -> int:
         print(f"ptracker top: {state.message}", file=sys.stderr)
         return 2
     console = Console()
-    sampler = Sampler(top_n=max(args.limit, 1), collectors={"services": lambda patterns: None})
+    if args.hub:
+        if not args.host:
+            print("ptracker top: --hub needs --host NAME", file=sys.stderr)
+            return 2
+        try:
+            sampler = HubSource(Hub(args.hub), args.host)
+            sampler.sample()  # the token and the host answer, or a clear message now
+        except LeaseError as exc:
+            print(f"ptracker top: {exc}", file=sys.stderr)
+            return 2
+    else:
+        sampler = Sampler(top_n=max(args.limit, 1), collectors={"services": lambda p: None})
+        sampler.prime()
     trends = Trends()
-    sampler.prime()
     if args.once:
-        time.sleep(min(args.interval, 1.0))
+        if not args.hub:
+            time.sleep(min(args.interval, 1.0))
         batch = sampler.sample()
         trends.add(batch)
         console.print(render(state, batch, trends, console.width, console.height))
@@ -326,8 +405,12 @@ def main(argv: list[str]) -> int:
                 if key is not None:
                     state.press(key)
                 if time.monotonic() >= due:
-                    batch = sampler.sample()
-                    trends.add(batch)
+                    try:
+                        batch = sampler.sample()
+                        trends.add(batch)
+                        state.message = ""
+                    except LeaseError as exc:  # the hub went away: say so, keep the screen
+                        state.message = str(exc)[:100]
                     due = max(due + args.interval, time.monotonic() + 0.1)
                 width, height = console.width, console.height
                 live.update(render(state, batch, trends, width, height), refresh=True)
