@@ -95,6 +95,7 @@ class RecordView:
         width = min(self.console.width, 120)
         spark = max(width - 36, 10)
         what = monitor.command or "pids " + ", ".join(map(str, monitor.pids))
+        what = " ".join(what.split())  # a command line may hold newlines
         head = Text.assemble(
             ("recording ", "bold"),
             (what[: width - 30], "cyan"),
@@ -158,8 +159,8 @@ def summary_text(monitor, written) -> str:
         return show(s["avg"]) if s else "-"
 
     lines = [
-        f"ptracker record: {summary['samples']} samples over {summary['duration_s'] or 0:.1f} s, "
-        f"{summary['process_count']} processes; ended: {summary['end_reason']}"
+        f"ptracker record: {summary['samples']} samples in {summary['duration_s'] or 0:.1f} s, "
+        f"{summary['process_count']} processes; {summary['end_reason']}"
         + ("" if monitor.exit_code is None else f", exit code {monitor.exit_code}"),
         f"  CPU % avg {avg('cpu_percent', percent)} peak {peak('cpu_percent', percent)};  "
         f"RSS avg {avg('rss', size)} peak {peak('rss', size)};  "
