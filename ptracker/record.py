@@ -504,7 +504,8 @@ def main(argv: list[str]) -> int:
             print(f"ptracker record: {exc}", file=sys.stderr)
             return 2
 
-    from ptracker import terminal
+    if not args.quiet:
+        from ptracker import terminal  # Rich: not even loaded by a quiet recorder
 
     view = None
     if not args.quiet and args.realtime:
