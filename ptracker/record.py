@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shlex
 import signal
 import subprocess
@@ -160,6 +161,7 @@ class MultiProcessMonitor:
         self.inventory: dict = {}
         self._t0 = 0.0
         self._roots_running = True
+        self.own_pid = os.getpid()
 
     def _collectors(self, given: dict[str, Callable]) -> dict[str, Callable]:
         # A job's report needs the machine's CPU and memory, not its disks, network
@@ -237,6 +239,8 @@ class MultiProcessMonitor:
         )
         values: dict[int, tuple] = {}
         for p in batch.processes:
+            if p.pid == self.own_pid:
+                continue  # `--pid $$` from a shell: the shell's tree holds the recorder too
             info = self.processes.get(p.pid)
             if info is None or info.create_time != p.create_time:
                 info = self.processes[p.pid] = ProcessInfo(

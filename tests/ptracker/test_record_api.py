@@ -136,3 +136,35 @@ def test_a_short_job_still_has_a_sample():
     monitor.thread.join(10)
     assert monitor.samples  # the priming reading is kept: RSS, threads, no CPU % yet
     assert time.monotonic() - started < 5
+
+
+def test_the_json_report_keeps_its_documented_schema(sleeper):
+    with ProcessMonitor(sleeper.pid, MonitorConfig(interval=0.2, enable_gpu=False)) as monitor:
+        wait_until(lambda: len(monitor.samples) >= 2, timeout=10)
+    report = json.loads(monitor.generate_report("json"))
+    assert set(report) == {
+        "format", "version", "command", "pids", "exit_code", "end_reason", "started",
+        "ended", "duration_s", "interval_s", "options", "host", "fields", "summary",
+        "processes", "samples",
+    }  # fmt: skip
+    assert report["fields"] == [
+        "cpu_percent",
+        "rss",
+        "threads",
+        "read_bps",
+        "write_bps",
+        "gpu_memory",
+    ]
+    assert set(report["options"]) == {"gpu", "io", "gpu_indices"}
+    assert set(report["host"]) == {"hostname", "os", "cpu_model", "cpu_count", "mem_total", "gpus"}
+    assert {"total", "processes", "gpus"} == set(report["summary"])
+    assert set(report["summary"]["total"]["rss"]) == {"min", "max", "avg"}
+    process = report["processes"][0]
+    assert {"pid", "ppid", "name", "cmdline", "first_t", "last_t", *report["fields"]} == set(
+        process
+    )
+    sample = report["samples"][-1]
+    assert set(sample) == {"t", "ts", "total", "gpus", "host", "processes"}
+    assert set(sample["total"]) == {*report["fields"], "processes"}
+    assert set(sample["host"]) == {"cpu_percent", "mem_used", "mem_total"}
+    assert len(sample["processes"][str(sleeper.pid)]) == len(report["fields"])
