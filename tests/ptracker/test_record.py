@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -170,3 +171,14 @@ def test_format_both_writes_html_and_json(tmp_path):
     assert "Chart.js v4" in html and 'id="recording-data"' in html
     assert "<script src" not in html and '<link rel="stylesheet"' not in html  # all inline
     assert json.loads((tmp_path / "r.json").read_text())["command"] == "sleep 0.3"
+
+
+def test_a_shell_recording_itself_does_not_record_the_recorder(tmp_path):
+    out = tmp_path / "r.json"
+    command = " ".join(shlex.quote(str(a)) for a in record_command())
+    script = f"{command} --pid $$ --duration 1 --interval 0.2 --quiet -o {out}; echo $$"
+    done = subprocess.run(["sh", "-c", script], env=env(), capture_output=True, text=True)
+    shell = int(done.stdout.split()[-1])
+    report = json.loads(out.read_text())
+    names = {p["pid"]: p["name"] for p in report["processes"]}
+    assert names == {shell: "sh"}, names  # the shell, not the python recorder under it
