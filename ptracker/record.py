@@ -407,7 +407,10 @@ def make_parser() -> argparse.ArgumentParser:
     target.add_argument("--pid", type=int, help="record this running process")
     target.add_argument("--pids", type=parse_pids, help="record these processes: 1,2,3")
     parser.add_argument(
-        "argv", nargs=argparse.REMAINDER, help="or the command after --: ptracker record -- cmd"
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="or the command after --: ptracker record -- python train.py",
     )
     parser.add_argument(
         "--duration",
@@ -421,7 +424,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", help="report file (default ptracker-record-TIME.html)")
     parser.add_argument("--format", choices=FORMATS, default=None, help="default: from -o, or html")
     live = parser.add_mutually_exclusive_group()
-    live.add_argument("--realtime", dest="realtime", action="store_true", default=True)
+    live.add_argument(
+        "--realtime",
+        dest="realtime",
+        action="store_true",
+        default=True,
+        help="a live chart and numbers while recording (the default)",
+    )
     live.add_argument(
         "--no-realtime", dest="realtime", action="store_false", help="no live chart while recording"
     )
