@@ -558,3 +558,57 @@ class Run(models.Model):
         if self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds()
+
+
+class Recording(models.Model):
+    """One `ptracker record` report uploaded to the hub (POST /api/v1/recordings/).
+
+    `data` is the report's JSON as the recorder wrote it (ptracker.report, version 1);
+    the columns beside it are what the list and the comparison sort and show."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="recordings"
+    )
+    uploaded = models.DateTimeField(default=timezone.now, db_index=True)
+    command = models.TextField(blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    end_reason = models.CharField(max_length=30, blank=True)
+    process_count = models.PositiveIntegerField(default=0)
+    cpu_avg = models.FloatField(null=True, blank=True)  # percent of one core, summed
+    cpu_max = models.FloatField(null=True, blank=True)
+    rss_max = models.BigIntegerField(null=True, blank=True)  # bytes, summed
+    gpu_memory_max = models.BigIntegerField(null=True, blank=True)
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["-uploaded"]
+
+    def __str__(self) -> str:
+        return f"{self.command[:60] or 'recording'} ({self.pk})"
+
+    @classmethod
+    def from_report(cls, data: dict, owner) -> "Recording":
+        """A recording of a checked report (jobs.recordings_api checks it)."""
+        total = data["summary"]["total"]
+
+        def pick(field: str, stat: str):
+            return (total.get(field) or {}).get(stat)
+
+        return cls(
+            owner=owner,
+            command=(data.get("command") or "pids " + ", ".join(map(str, data["pids"])))[:2000],
+            hostname=((data.get("host") or {}).get("hostname") or "")[:255],
+            started=datetime.fromisoformat(data["started"]) if data.get("started") else None,
+            duration_s=data.get("duration_s"),
+            exit_code=data.get("exit_code"),
+            end_reason=(data.get("end_reason") or "")[:30],
+            process_count=data["summary"].get("processes") or 0,
+            cpu_avg=pick("cpu_percent", "avg"),
+            cpu_max=pick("cpu_percent", "max"),
+            rss_max=pick("rss", "max"),
+            gpu_memory_max=pick("gpu_memory", "max"),
+            data=data,
+        )

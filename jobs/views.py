@@ -1,5 +1,6 @@
 """The GPUs page: per host and GPU who holds it, its health, the lease history and
-statistics; staff force-release from it. The Jobs page: heartbeat checks and runs."""
+statistics; staff force-release from it. The Jobs page: heartbeat checks and runs.
+The Recordings pages: uploaded `ptracker record` reports, one, or two side by side."""
 
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from jobs import monitor, statistics
 from jobs.api import get_lease_for_user
-from jobs.models import GpuLease, HeartbeatCheck, LeaseRecord, Monitor, Run
+from jobs.models import GpuLease, HeartbeatCheck, LeaseRecord, Monitor, Recording, Run
 from monitoring.models import GpuSample, Host
 from monitoring.params import BadParameter, parse_id, whole_number
 
@@ -127,3 +128,39 @@ def jobs(request):
         "hub": request.build_absolute_uri("/").rstrip("/"),
     }
     return render(request, "jobs/jobs.html", context, status=400 if error else 200)
+
+
+RECORDINGS_SHOWN = 200
+
+
+def get_recording(pk: int) -> Recording:
+    return get_object_or_404(Recording, pk=pk)
+
+
+@require_GET
+@login_required
+def recordings(request):
+    """Uploaded `ptracker record` reports, newest first; two ticked ones compare."""
+    rows = Recording.objects.select_related("owner")[:RECORDINGS_SHOWN]
+    return render(request, "jobs/recordings.html", {"recordings": rows})
+
+
+@require_GET
+@login_required
+def recording(request, recording_id: int):
+    return render(request, "jobs/recording.html", {"r": get_recording(recording_id)})
+
+
+@require_GET
+@login_required
+def compare_recordings(request):
+    """Two recordings side by side: ?a=ID&b=ID."""
+    try:
+        pair = [parse_id(request.GET.get(k, ""), k) for k in ("a", "b")]
+    except BadParameter as exc:
+        rows = Recording.objects.select_related("owner")[:RECORDINGS_SHOWN]
+        context = {"recordings": rows, "error": f"{exc.field}: {exc}"}
+        return render(request, "jobs/recordings.html", context, status=400)
+    return render(
+        request, "jobs/recording_compare.html", {"pair": [get_recording(p) for p in pair]}
+    )

@@ -292,6 +292,7 @@ class Sampler:
         self.services_read_at: float | None = None
         self._logged_failures: set[tuple[str, str]] = set()
         self.platform = platform_info()
+        self.descendants: Descendants | None = None  # set by tree_sampler()
 
     # -- running collectors ---------------------------------------------------------
     def run_collector(self, name: str, *args):
@@ -305,9 +306,9 @@ class Sampler:
                 log.exception("collector %r failed (further %s errors not logged)", name, key[1])
             return None
 
-    def prime(self) -> None:
+    def prime(self) -> Batch:
         """Read every counter once so that the first stored sample has rates."""
-        self.sample()
+        return self.sample()
 
     # -- one tick --------------------------------------------------------------------
     def sample(self) -> Batch:
@@ -598,17 +599,59 @@ def _set_static(row: ProcessRow, static: StaticInfo) -> None:
     row.username = static.username
 
 
-def tree_sampler(root_pid: int) -> Sampler:
-    """A Sampler of one process tree that keeps every process of it: the debug
-    monitor's (and the recorder's) view, with the same rates as the machine's."""
-    return Sampler(
+class Descendants:
+    """The processes of one job: its root processes and every descendant, followed
+    by identity. A descendant whose parent exits is reparented (to init or a
+    subreaper) and still belongs to the job: once seen, an identity is followed
+    until it is gone, and so are the children it starts later.
+
+    Works on one listing of the machine per tick (on Linux one read of
+    /proc/<pid>/stat per process), never on a walk per root: psutil's
+    children(recursive=True) reads every process's stat for each call."""
+
+    def __init__(self, root_pids) -> None:
+        self.root_pids = tuple(root_pids)
+        self.roots: set[Identity] | None = None  # fixed by the first listing
+        self.followed: set[Identity] = set()
+
+    def select(self, readings: list[ProcessReading]) -> list[ProcessReading]:
+        by_pid = {r.pid: r for r in readings}
+        if self.roots is None:
+            self.roots = {by_pid[p].identity for p in self.root_pids if p in by_pid}
+        children: dict[int, list[ProcessReading]] = {}
+        for r in readings:
+            children.setdefault(r.ppid, []).append(r)
+        wanted = self.roots | self.followed
+        stack = [r for r in readings if r.identity in wanted]
+        chosen: dict[Identity, ProcessReading] = {}
+        while stack:
+            r = stack.pop()
+            if r.identity not in chosen:
+                chosen[r.identity] = r
+                stack.extend(children.get(r.pid, ()))
+        self.followed = set(chosen)
+        return sorted(chosen.values(), key=lambda r: r.pid)
+
+    def roots_alive(self) -> bool:
+        """Whether a root was still there at the last listing."""
+        return bool(self.roots and self.roots & self.followed)
+
+
+def tree_sampler(*root_pids: int, collectors: dict[str, Callable] | None = None) -> Sampler:
+    """A Sampler of process trees that keeps every process of them: the debug
+    monitor's and the recorder's view, with the same rates as the machine's.
+    `collectors` replaces others by name (no GPU, some GPUs only). The Sampler's
+    `descendants` says which processes are followed."""
+    descendants = Descendants(root_pids)
+    sampler = Sampler(
         top_n=1_000_000,
         collectors={
-            "processes": lambda known: collectors.processes.collect(
-                known, collectors.processes.tree(root_pid)
-            )
+            "processes": lambda known: descendants.select(processes.collect(known)),
+            **(collectors or {}),
         },
     )
+    sampler.descendants = descendants
+    return sampler
 
 
 def select(rows: list[ProcessRow], top_n: int) -> set[int]:
@@ -670,8 +713,12 @@ class TickLoop:
         interval: float,
         stop: threading.Event | None = None,
         wall: Callable[[], float] = time.time,
+        sink_prime: bool = False,
     ) -> None:
+        """`sink_prime`: the priming reading (no rates yet) goes to the sink too, as a
+        recording of a job that lasts less than an interval still has one sample."""
         self.sampler = sampler
+        self.sink_prime = sink_prime
         self.sink = sink
         self.interval = interval
         self.stop = stop or threading.Event()
@@ -685,8 +732,10 @@ class TickLoop:
         after_tick: Callable[[int], str | None] | None = None,
     ) -> str:
         with StopSignals(self.stop):
-            self.sampler.prime()
+            primed = self.sampler.prime()
             last_read = self.wall()
+            if self.sink_prime:
+                self.sink(primed)
             while True:
                 wait = next_tick(self.wall(), self.interval, last_read) - self.wall()
                 if until is not None and time.monotonic() + wait > until:

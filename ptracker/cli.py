@@ -1,8 +1,9 @@
 """The `ptracker` command.
 
-`ptracker agent` (ptracker.agent), `ptracker gpu` and `ptracker job` (ptracker.client)
-run without Django; everything else sets it up. `ptracker check` says whether the hub
-itself is healthy (jobs.health), as a Nagios plugin would.
+`ptracker agent` (ptracker.agent), `ptracker gpu` and `ptracker job` (ptracker.client),
+`ptracker record` (ptracker.record) and `ptracker top` (ptracker.top) run without
+Django; everything else sets it up. `ptracker check` says whether the hub itself is
+healthy (jobs.health), as a Nagios plugin would.
 `ptracker run` checks the configuration, opens the port, migrates the database and
 makes sure someone can log in. Then, on one machine, it becomes the web process
 (`ptracker serve`: Daphne, with the sampler and the schedules in threads); with
@@ -280,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("gpu", help="run a command on GPUs leased from the hub (no Django)")
     commands.add_parser("job", help="run a command as a run of a heartbeat check (no Django)")
     commands.add_parser(
+        "record", help="record a command's or processes' resource use into a report (no server)"
+    )
+    commands.add_parser("top", help="a live terminal view of this machine's processes")
+    commands.add_parser(
         "check", help="is ptracker itself healthy? (a Nagios plugin: exits 0, 1 or 2)"
     )
     if argv[:1] == ["manage"]:
@@ -296,6 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         from ptracker.client import job_main  # imports no Django
 
         return job_main(argv[1:])
+    if argv[:1] == ["record"]:
+        from ptracker.record import main as record_main  # imports no Django
+
+        return record_main(argv[1:])
+    if argv[:1] == ["top"]:
+        from ptracker.top import main as top_main  # imports no Django
+
+        return top_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)

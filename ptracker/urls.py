@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/alerts/", include("alerts.api")),
     path("api/v1/gpu-leases/", include("jobs.api")),
     path("api/v1/heartbeats/", include(heartbeat_api.api_urls)),
+    path("api/v1/recordings/", include("jobs.recordings_api")),
     *heartbeat_api.ping_urls,
     path("api/v1/monitoring/", include("jobs.status_api")),
     path("api/schema/", ApiSchema.as_view(), name="api-schema"),

@@ -259,15 +259,6 @@ def read_procfs(root: str) -> list[ProcessReading]:
     return [r for pid in pids if (r := read_stat(root, pid, boot, slack)) is not None]
 
 
-def tree(root_pid: int) -> list[psutil.Process]:
-    """A process and all its descendants; [] when it is gone."""
-    try:
-        root = psutil.Process(root_pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
 def collect(
     known: Mapping[Identity, str] | None = None,
     procs: Iterable[psutil.Process] | None = None,

@@ -144,3 +144,23 @@ def test_the_jobs_page_keeps_to_the_policy_and_draws_durations(page, visit):
         heartbeats.ping(check, "start", start, run_id=f"r{i}")
         heartbeats.ping(check, "success", start + timedelta(seconds=took), run_id=f"r{i}")
     assert visit(f"/jobs/?check={check.pk}", lambda: wait_until(page, CHART_POINTS)) == []
+
+
+def test_the_recordings_pages_keep_to_the_policy_and_draw(page, visit):
+    from jobs.models import Recording
+    from tests.jobs.test_recordings import T_REPORT
+
+    first = Recording.from_report(T_REPORT, None)
+    first.save()
+    second = Recording.from_report({**T_REPORT, "exit_code": 3}, None)
+    second.save()
+    drawn = "document.querySelectorAll('[data-recording][data-charts]').length"
+    pages = {
+        "/recordings/": lambda: expect(page.locator("#recordings tbody tr")).to_have_count(2),
+        f"/recordings/{first.pk}/": lambda: wait_until(page, CHART_POINTS),
+        f"/recordings/compare?a={first.pk}&b={second.pk}": lambda: wait_until(
+            page, f"() => {drawn} === 2"
+        ),
+    }
+    for path, ready in pages.items():
+        assert visit(path, ready) == [], path

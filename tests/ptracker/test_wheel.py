@@ -150,7 +150,7 @@ def test_the_wheel_carries_no_tests_and_nothing_else_from_node_modules(wheel):
 
 def test_an_agent_install_needs_none_of_the_hubs_packages(wheel):
     needs = {r.name.lower() for r in requirements(wheel) if needed(r)}
-    assert needs == {"psutil", "nvidia-ml-py", "google-re2"}
+    assert needs == {"psutil", "nvidia-ml-py", "google-re2", "rich"}
     hub = {r.name.lower() for r in requirements(wheel) if needed(r, "hub")}
     assert {"django", "daphne", "channels", "django-q2"} <= hub
 
@@ -189,6 +189,24 @@ def test_gpu_leases_run_from_the_agents_install(agent_python, tmp_path):
     )
     assert tried.returncode == 2
     assert "cannot reach the hub at http://127.0.0.1:9" in tried.stderr
+
+
+@pytest.mark.slow
+def test_record_runs_from_the_agents_install_and_its_report_carries_chart_js(
+    agent_python, tmp_path
+):
+    env = bare_env(tmp_path)
+    done = run(
+        agent_python,
+        *("-m", "ptracker", "record", "--quiet", "--interval", "0.2", "-o", "job.html"),
+        *("--", "sleep", "0.5"),
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "job.html").read_text()
+    assert "Chart.js v4" in html and "new Chart(" in html  # the library and ours, inline
+    assert '"command":"sleep 0.5"' in html
 
 
 def csrf_token(opener: urllib.request.OpenerDirector) -> str:
