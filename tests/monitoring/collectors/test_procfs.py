@@ -179,6 +179,33 @@ def test_a_process_gone_before_its_details_are_read_has_none(moments):
         assert processes.details(reading, static=True) is None
 
 
+def test_details_of_a_known_identity_read_io_and_memory_as_psutil_does(moments):
+    """Without static fields, io and statm are read directly (no psutil.Process)."""
+    t0, _ = moments
+    with procfs(t0):
+        fast = [processes.details(r, static=False) for r in processes.collect()]
+        slow = {r.pid: r for r in processes.collect({}, psutil.process_iter())}
+    assert len(fast) > 30
+    for f in fast:
+        s = slow[f.pid]
+        assert f.detailed and f.rss_slack == 0 and f.cmdline is None
+        assert (f.rss, f.vms, f.read_bytes, f.write_bytes) == (
+            s.rss,
+            s.vms,
+            s.read_bytes,
+            s.write_bytes,
+        )
+
+
+def test_a_known_process_gone_before_its_details_are_read_has_none(moments):
+    _, t1 = moments
+    pid = pid_of(t1, "sleep 602")
+    with procfs(t1):
+        [reading] = [r for r in processes.collect() if r.pid == pid]
+        shutil.rmtree(t1 / str(pid))
+        assert processes.details(reading, static=False) is None
+
+
 def test_a_pid_reused_between_the_stat_read_and_the_details_has_none(moments):
     _, t1 = moments
     pid = pid_of(t1, "sleep 602")
