@@ -215,8 +215,14 @@ def check_hosts(now=None) -> str:
 
 def roll_up() -> str:
     """Roll up, then pack the raw process samples the rollups have long read."""
+    from appmetrics import rollups as app_rollups  # an app of its own, beside monitoring
+
     written = rollups.roll_up()
-    return f"{written} rollup rows written, {process_store.pack()} process chunks packed"
+    apps = app_rollups.roll_up()
+    return (
+        f"{written} rollup rows written, {apps} app-metric minutes, "
+        f"{process_store.pack()} process chunks packed"
+    )
 
 
 def prune() -> str:

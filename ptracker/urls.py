@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("monitoring.api.urls")),
     path("api/v1/alerts/", include("alerts.api")),
     path("api/v1/gpu-leases/", include("jobs.api")),
+    path("api/v1/app-metrics/", include("appmetrics.api")),
     path("api/v1/heartbeats/", include(heartbeat_api.api_urls)),
     *heartbeat_api.ping_urls,
     path("api/v1/monitoring/", include("jobs.status_api")),

@@ -1,0 +1,82 @@
+"""What the Apps page and GET /api/v1/app-metrics/summary show, from merged minutes."""
+
+from datetime import datetime
+
+from appmetrics.rollups import merge_stats, new_stats, series_stats
+from ptracker.sdk import histogram as hist
+
+QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+
+
+def _quantiles(h: dict) -> dict:
+    return {k: hist.quantile(h, q) for k, q in QUANTILES.items()}
+
+
+def _row(key: dict, s: dict, minutes: float) -> dict:
+    count = s["count"]
+    return {
+        **key,
+        "count": count,
+        "errors": s["errors"],
+        "error_rate": s["errors"] / count if count else 0.0,
+        "mean_duration": s["sum_duration"] / count if count else None,
+        **_quantiles(s["histogram"]),
+        "ttft_p50": hist.quantile(s["ttft_histogram"], 0.5),
+        "ttft_p95": hist.quantile(s["ttft_histogram"], 0.95),
+        "input_tokens": s["input_tokens"],
+        "output_tokens": s["output_tokens"],
+        "input_tokens_per_min": s["input_tokens"] / minutes,
+        "output_tokens_per_min": s["output_tokens"] / minutes,
+        "sum_size": s["sum_size"],
+        "mean_size": s["sum_size"] / count if count else None,
+        "sum_value": s["sum_value"],
+        "last_value": s["last_value"],
+    }
+
+
+def summary(start: datetime, end: datetime, app: str = "") -> dict:
+    """{"from", "to", "apps": [{app, llm, checkpoint, counter, gauge, histogram,
+    dropped, series}]}: totals per series over the range, and per minute for LLM calls
+    and checkpoints (count, errors, p95 of duration in seconds)."""
+    minutes = max((end - start).total_seconds() / 60, 1 / 60)
+    per_app: dict = {}
+    for (minute, a, kind, name, model, provider), s in sorted(
+        series_stats(start, end, app).items(), key=lambda kv: kv[0][0]
+    ):
+        entry = per_app.setdefault(a, {"totals": {}, "series": {}})
+        series_key = (kind, name, model, provider)
+        merge_stats(entry["totals"].setdefault(series_key, new_stats()), s)
+        if kind in ("llm", "checkpoint"):
+            label = f"{provider}/{model}" if kind == "llm" else f"checkpoint {name}"
+            point = entry["series"].setdefault(label, {})
+            merged = point.setdefault(minute, new_stats())
+            merge_stats(merged, s)
+    apps = []
+    for a in sorted(per_app):
+        entry = per_app[a]
+        out = {"app": a, "llm": [], "checkpoint": [], "counter": [], "gauge": []}
+        out["histogram"] = []
+        out["dropped"] = 0
+        for (kind, name, model, provider), s in sorted(entry["totals"].items()):
+            if kind == "dropped":
+                out["dropped"] += int(s["sum_value"])
+                continue
+            key = {"model": model, "provider": provider} if kind == "llm" else {"name": name}
+            out[kind].append(_row(key, s, minutes))
+        out["series"] = [
+            {
+                "label": label,
+                "points": [
+                    {
+                        "t": minute.isoformat(),
+                        "count": s["count"],
+                        "errors": s["errors"],
+                        "p95": hist.quantile(s["histogram"], 0.95),
+                    }
+                    for minute, s in sorted(points.items())
+                ],
+            }
+            for label, points in sorted(entry["series"].items())
+        ]
+        apps.append(out)
+    return {"from": start.isoformat(), "to": end.isoformat(), "apps": apps}
