@@ -119,8 +119,9 @@ class BasePerformanceMonitor:
 
     def record(self, kind: str, name: str, **fields) -> dict | None:
         """Add one record (after sampling) to the history and hand it to the sink."""
-        if not self._keep():
-            return None
+        return self._emit(kind, name, **fields) if self._keep() else None
+
+    def _emit(self, kind: str, name: str, **fields) -> dict:
         rec = {"app": self.app, "kind": kind, "name": str(name)[:200], "ts": time.time()}
         rec.update(fields)
         rec.update(IDENTITY)
@@ -131,27 +132,36 @@ class BasePerformanceMonitor:
 
     @safe
     def increment_counter(self, name: str, value: float = 1, tags: dict | None = None) -> None:
+        if not self._keep():
+            return
+        name = _name(name)
         value = _number(value, 1.0)
         with self._lock:
             self.counters[name] = self.counters.get(name, 0) + value
-        self.record("counter", name, value=value, tags=_tags(tags))
+        self._emit("counter", name, value=value, tags=_tags(tags))
 
     @safe
     def set_gauge(self, name: str, value: float, tags: dict | None = None) -> None:
+        if not self._keep():
+            return
+        name = _name(name)
         value = _number(value)
         if value is None:
             raise ValueError("gauge value")
         self.gauges[name] = value
-        self.record("gauge", name, value=value, tags=_tags(tags))
+        self._emit("gauge", name, value=value, tags=_tags(tags))
 
     @safe
     def record_histogram(self, name: str, value: float, tags: dict | None = None) -> None:
+        if not self._keep():
+            return
+        name = _name(name)
         value = _number(value)
         if value is None:
             raise ValueError("histogram value")
         with self._lock:
             self.histograms.setdefault(name, deque(maxlen=self.max_history_size)).append(value)
-        self.record("histogram", name, value=value, tags=_tags(tags))
+        self._emit("histogram", name, value=value, tags=_tags(tags))
 
     record_timer = record_histogram
 
@@ -187,6 +197,12 @@ class BasePerformanceMonitor:
         return "\n".join(lines)
 
 
+def _name(name) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError("a metric name must be a non-empty string")
+    return name[:200]
+
+
 def _tags(tags) -> dict | None:
     if not tags:
         return None
@@ -217,6 +233,8 @@ class CheckpointPerformanceMonitor(BasePerformanceMonitor):
             raise ValueError("duration")
         size = _number(size, 0.0)
         ok = bool(success)
+        if not self._keep():
+            return
         with self._lock:
             key = f"checkpoint_{operation}"
             self.counters[f"{key}.count"] = self.counters.get(f"{key}.count", 0) + 1
@@ -226,7 +244,7 @@ class CheckpointPerformanceMonitor(BasePerformanceMonitor):
                 f"{key}.duration", deque(maxlen=self.max_history_size)
             ).append(duration)
             self.gauges[f"{key}.last_size"] = size
-        self.record("checkpoint", operation, duration=duration, size=size, success=ok)
+        self._emit("checkpoint", operation, duration=duration, size=size, success=ok)
 
     @safe
     def record_checkpoint_save(self, duration: float, size: float = 0, success: bool = True):
@@ -260,8 +278,8 @@ class LLMPerformanceMonitor(BasePerformanceMonitor):
             k.removeprefix("gen_ai.").removeprefix("usage.").removeprefix("request."): v
             for k, v in otel.items()
         }
-        model = model or otel.get("model", "")
-        provider = provider or otel.get("provider.name", "") or otel.get("provider", "")
+        model = str(model or otel.get("model", ""))[:200]
+        provider = str(provider or otel.get("provider.name", "") or otel.get("provider", ""))[:100]
         if response_time is None:
             response_time = otel.get("duration", otel.get("operation.duration"))
         duration = _number(response_time)
@@ -276,6 +294,8 @@ class LLMPerformanceMonitor(BasePerformanceMonitor):
             total = (inp or 0) + (out or 0)
         ttft = _number(time_to_first_token, None)
         ok = bool(success)
+        if not self._keep():
+            return
         key = f"llm.{provider}.{model}"
         with self._lock:
             self.counters[f"{key}.calls"] = self.counters.get(f"{key}.calls", 0) + 1
@@ -285,7 +305,7 @@ class LLMPerformanceMonitor(BasePerformanceMonitor):
             self.histograms.setdefault(
                 f"{key}.response_time", deque(maxlen=self.max_history_size)
             ).append(duration)
-        self.record(
+        self._emit(
             "llm",
             "call",
             model=str(model)[:200],
