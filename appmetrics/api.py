@@ -94,9 +94,9 @@ def parse_record(raw, i: int) -> dict:
     ts = _number(raw.get("ts"), f"{where}.ts", 0)
     if ts is None:
         raise BadParameter(f"{where}.ts", f"{where}.ts (epoch seconds) is required")
-    rec["ts"] = datetime.fromtimestamp(ts, UTC)
-    if not EARLIEST <= rec["ts"] < LATEST:
+    if not EARLIEST.timestamp() <= ts < LATEST.timestamp():
         raise BadParameter(f"{where}.ts", f"{where}.ts is out of range")
+    rec["ts"] = datetime.fromtimestamp(ts, UTC)
     success = raw.get("success", True)
     if not isinstance(success, bool):
         raise BadParameter(f"{where}.success", f"{where}.success must be true or false")

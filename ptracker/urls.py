@@ -36,5 +36,6 @@ urlpatterns = [
     path("debug/monitor/report", debug_monitor.report_view, name="debug-report"),
     path("", include("alerts.urls")),
     path("", include("jobs.urls")),
+    path("", include("appmetrics.urls")),
     path("", include("monitoring.urls")),
 ]

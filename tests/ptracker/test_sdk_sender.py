@@ -62,7 +62,7 @@ def test_hub_away_bounded_drop_then_the_count_reaches_the_hub(
     factory.configure({"app": "offline"})
     m = factory.create_monitor("llm")
     slowest = 0.0
-    for i in range(1000):
+    for _ in range(1000):
         started = time.perf_counter()
         m.record_llm_call(model="m", provider="p", response_time=0.1, success=True)
         slowest = max(slowest, time.perf_counter() - started)
