@@ -187,7 +187,7 @@ class Ingest(APIView):
                 "records": serializers.ListField(child=serializers.DictField()),
             },
         ),
-        responses={201: Stored, **errors(400)},
+        responses={201: Stored, **errors(400, 403)},
     )
     def post(self, request):
         records, dropped = parse_batch(request.data)
