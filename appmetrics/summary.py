@@ -80,3 +80,23 @@ def summary(start: datetime, end: datetime, app: str = "") -> dict:
         ]
         apps.append(out)
     return {"from": start.isoformat(), "to": end.isoformat(), "apps": apps}
+
+
+def llm_by_app(host, start: datetime, end: datetime, metric: str) -> dict[str, float]:
+    """{app: value} for an alert rule: `app_llm_error_rate` (%) or
+    `app_llm_p95_latency` (s), over the LLM calls a host's apps made in [start, end)."""
+    from appmetrics.models import AppMetric
+    from appmetrics.rollups import add_record
+
+    merged: dict[str, dict] = {}
+    rows = AppMetric.objects.filter(host=host, kind="llm", ts__gte=start, ts__lt=end)
+    for r in rows.values("kind", "value", "duration", "size", "input_tokens", "output_tokens",
+                         "ttft", "success", "app"):  # fmt: skip
+        add_record(merged.setdefault(r["app"], new_stats()), r)
+    values = {}
+    for app, s in merged.items():
+        if metric == "app_llm_error_rate":
+            values[app] = 100.0 * s["errors"] / s["count"]
+        else:
+            values[app] = hist.quantile(s["histogram"], 0.95)
+    return values
