@@ -23,6 +23,7 @@ from ptracker.sdk import histogram as hist
 
 DEFAULTS = {"max_history_size": 1000, "sampling_rate": 1.0, "enabled": True}
 APP_ENV = "PTRACKER_APP"
+MAX_TOKENS = 2**53  # what the hub accepts
 
 
 def _identity() -> dict:
@@ -57,6 +58,8 @@ def safe(method):
 
 
 def _number(value, default=None):
+    if type(value) is float:
+        return value if value - value == 0 else default  # NaN and ±inf fail
     if value is None or isinstance(value, bool):
         return default if value is None else float(value)
     value = float(value)
@@ -66,8 +69,10 @@ def _number(value, default=None):
 def _tokens(value):
     if value is None:
         return None
+    if type(value) is int:
+        return value if 0 <= value <= MAX_TOKENS else None
     value = int(value)
-    return value if value >= 0 else None
+    return value if 0 <= value <= MAX_TOKENS else None
 
 
 class BasePerformanceMonitor:
@@ -108,6 +113,7 @@ class BasePerformanceMonitor:
             self.counters: dict[str, float] = {}
             self.gauges: dict[str, float] = {}
             self.histograms: dict[str, deque] = {}
+            self._series: dict = {}
 
     def _keep(self) -> bool:
         if not self.enabled:
@@ -122,9 +128,9 @@ class BasePerformanceMonitor:
         return self._emit(kind, name, **fields) if self._keep() else None
 
     def _emit(self, kind: str, name: str, **fields) -> dict:
-        rec = {"app": self.app, "kind": kind, "name": str(name)[:200], "ts": time.time()}
-        rec.update(fields)
-        rec.update(IDENTITY)
+        if type(name) is not str or len(name) > 200:
+            name = str(name)[:200]
+        rec = {"app": self.app, "kind": kind, "name": name, "ts": time.time(), **fields, **IDENTITY}
         self.history.append(rec)
         if self.sink is not None:
             self.sink(rec)
@@ -274,42 +280,60 @@ class LLMPerformanceMonitor(BasePerformanceMonitor):
         """The seed's names, or OpenTelemetry GenAI ones: `input_tokens`,
         `output_tokens`, `duration`, `time_to_first_token` (or their `gen_ai.*` keys,
         passed as `**{"gen_ai.usage.input_tokens": 10}`)."""
-        otel = {
-            k.removeprefix("gen_ai.").removeprefix("usage.").removeprefix("request."): v
-            for k, v in otel.items()
-        }
-        model = str(model or otel.get("model", ""))[:200]
-        provider = str(provider or otel.get("provider.name", "") or otel.get("provider", ""))[:100]
-        if response_time is None:
-            response_time = otel.get("duration", otel.get("operation.duration"))
+        if otel:
+            otel = {
+                k.removeprefix("gen_ai.").removeprefix("usage.").removeprefix("request."): v
+                for k, v in otel.items()
+            }
+            model = model or otel.get("model", "")
+            provider = provider or otel.get("provider.name", "") or otel.get("provider", "")
+            if response_time is None:
+                response_time = otel.get("duration", otel.get("operation.duration"))
+            if prompt_tokens is None:
+                prompt_tokens = otel.get("input_tokens")
+            if completion_tokens is None:
+                completion_tokens = otel.get("output_tokens")
+        if not self.enabled or (self.sampling_rate < 1.0 and not self._keep()):
+            return
+        if type(model) is not str or len(model) > 200:
+            model = str(model)[:200]
+        if type(provider) is not str or len(provider) > 100:
+            provider = str(provider)[:100]
         duration = _number(response_time)
         if duration is None or duration < 0:
             raise ValueError("response_time")
-        inp = _tokens(prompt_tokens if prompt_tokens is not None else otel.get("input_tokens"))
-        out = _tokens(
-            completion_tokens if completion_tokens is not None else otel.get("output_tokens")
-        )
+        inp = _tokens(prompt_tokens)
+        out = _tokens(completion_tokens)
         total = _tokens(total_tokens)
         if total is None and (inp is not None or out is not None):
             total = (inp or 0) + (out or 0)
-        ttft = _number(time_to_first_token, None)
+        ttft = None if time_to_first_token is None else _number(time_to_first_token)
         ok = bool(success)
-        if not self._keep():
-            return
-        key = f"llm.{provider}.{model}"
+        series = self._series.get((provider, model))
+        if series is None:
+            key = f"llm.{provider}.{model}"
+            series = self._series[(provider, model)] = (
+                f"{key}.calls",
+                f"{key}.errors",
+                f"{key}.tokens",
+                f"{key}.response_time",
+            )
+        calls, errors, tokens, times = series
+        counters = self.counters
         with self._lock:
-            self.counters[f"{key}.calls"] = self.counters.get(f"{key}.calls", 0) + 1
+            counters[calls] = counters.get(calls, 0) + 1
             if not ok:
-                self.counters[f"{key}.errors"] = self.counters.get(f"{key}.errors", 0) + 1
-            self.counters[f"{key}.tokens"] = self.counters.get(f"{key}.tokens", 0) + (total or 0)
-            self.histograms.setdefault(
-                f"{key}.response_time", deque(maxlen=self.max_history_size)
-            ).append(duration)
+                counters[errors] = counters.get(errors, 0) + 1
+            counters[tokens] = counters.get(tokens, 0) + (total or 0)
+            history = self.histograms.get(times)
+            if history is None:
+                history = self.histograms[times] = deque(maxlen=self.max_history_size)
+            history.append(duration)
         self._emit(
             "llm",
             "call",
-            model=str(model)[:200],
-            provider=str(provider)[:100],
+            model=model,
+            provider=provider,
             duration=duration,
             input_tokens=inp,
             output_tokens=out,

@@ -51,15 +51,15 @@ class Sender:
 
     def put(self, record: dict) -> None:
         """Queue one record; never blocks, never raises."""
+        queue = self.queue
         with self._lock:
-            if len(self.queue) >= self.max_queue:
-                self.queue.popleft()
+            if len(queue) >= self.max_queue:
+                queue.popleft()
                 self.dropped += 1
                 self.dropped_total += 1
-            self.queue.append(record)
-            full = len(self.queue) >= self.batch_size
-        if full:
-            self._wake.set()
+            queue.append(record)
+            if len(queue) == self.batch_size:
+                self._wake.set()
 
     def _take(self) -> list:
         with self._lock:
