@@ -139,3 +139,19 @@ def series_stats(start: datetime, end: datetime, app: str = "") -> dict:
     if raw_from < end:
         groups.update(minute_groups(_raw(raw_from, end, app)))
     return groups
+
+
+def prune(now: datetime, raw_hours: float, keep_days: float, batch: int) -> dict[str, int]:
+    """Raw records older than `raw_hours` once rolled up; minute rows older than
+    `keep_days` (the hub's 1-hour retention: app metrics have no hour tier yet)."""
+    from monitoring.retention import delete_in_batches
+
+    counts = {"app_metrics": 0}
+    done = rolled_until()
+    if done is not None:
+        cutoff = min(now - timedelta(hours=raw_hours), done)
+        counts["app_metrics"] = delete_in_batches(AppMetric.objects.filter(ts__lt=cutoff), batch)
+    counts["app_metric_minutes"] = delete_in_batches(
+        AppMetricMinute.objects.filter(minute__lt=now - timedelta(days=keep_days)), batch
+    )
+    return counts

@@ -53,3 +53,20 @@ def test_unrolled_minutes_are_read_from_raw(db):
     (app,) = summary(T0, T0 + timedelta(minutes=10), "a")["apps"]
     (save,) = app["checkpoint"]
     assert (save["count"], save["sum_size"]) == (2, 10)
+
+
+def test_pruning_keeps_raw_records_until_rolled_up(db):
+    from monitoring import retention
+    from monitoring.models import Retention
+
+    policy = Retention.current()
+    old = T0 - timedelta(hours=policy.raw_hours + 1)
+    AppMetric.objects.create(app="a", kind="counter", name="n", value=1, ts=old)
+    retention.prune(now=T0)
+    assert AppMetric.objects.count() == 1  # not rolled yet: kept
+    rollups.roll_up(now=T0)
+    counts = retention.prune(now=T0)
+    assert counts["app_metrics"] == 1 and AppMetric.objects.count() == 0
+    assert AppMetricMinute.objects.count() == 1
+    retention.prune(now=T0 + timedelta(days=policy.hour_days + 1))
+    assert AppMetricMinute.objects.count() == 0
