@@ -70,3 +70,11 @@ def test_pruning_keeps_raw_records_until_rolled_up(db):
     assert AppMetricMinute.objects.count() == 1
     retention.prune(now=T0 + timedelta(days=policy.hour_days + 1))
     assert AppMetricMinute.objects.count() == 0
+
+
+def test_the_roll_up_task_rolls_app_metrics_up(db):
+    from monitoring import tasks
+
+    AppMetric.objects.create(app="a", kind="gauge", name="g", value=2, ts=T0)
+    assert "1 app-metric minutes" in tasks.roll_up()
+    assert AppMetricMinute.objects.get().last_value == 2

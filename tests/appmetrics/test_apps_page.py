@@ -44,3 +44,31 @@ def test_the_page_shows_an_apps_llm_calls_checkpoints_and_custom_metrics(client,
     assert '<option value="other"' in body
     assert client.get("/apps/", {"hours": "0"}).status_code == 400
     assert time.time()  # page answered at once
+
+
+def test_the_process_page_lists_what_that_process_sent(client, bob, host):
+    from datetime import timedelta
+
+    from monitoring.models import Process
+
+    started = timezone.now() - timedelta(hours=1)
+    process = Process.objects.create(
+        host=host, pid=101, create_time=started, name="trainer",
+        first_seen=started, last_seen=timezone.now(),
+    )  # fmt: skip
+    mine = {"host": host, "pid": 101, "create_time": started.timestamp() + 0.4}
+    AppMetric.objects.bulk_create(
+        [
+            AppMetric(app="trainer", kind="llm", model="gpt-4o", provider="openai",
+                      duration=2.0, ts=timezone.now(), success=False, **mine),
+            AppMetric(app="trainer", kind="checkpoint", name="save", duration=3.0,
+                      ts=timezone.now(), **mine),
+            # the same pid, an earlier process
+            AppMetric(app="other-run", kind="llm", model="x", provider="y", duration=1.0,
+                      ts=timezone.now(), host=host, pid=101, create_time=1.0),
+        ]
+    )  # fmt: skip
+    client.force_login(bob)
+    body = client.get(f"/processes/{process.pk}/").content.decode()
+    assert 'id="app-metrics"' in body and "openai/gpt-4o" in body and "save" in body
+    assert "other-run" not in body
