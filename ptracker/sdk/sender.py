@@ -4,12 +4,15 @@ Records wait in a bounded queue; a full queue drops its oldest record and counts
 it. Every `interval` seconds (or as soon as `batch_size` records wait) the thread
 POSTs up to `batch_size` of them to /api/v1/app-metrics/ with the drop count since
 the last accepted post. When the hub cannot be reached the batch goes back to the
-front of the queue (the bound still holds) and the thread tries again later.
+front of the queue (the bound still holds) and the thread tries again later. At exit
+one last send is tried for EXIT_WAIT seconds at most.
 """
 
+import atexit
 import contextlib
 import os
 import threading
+import time
 from collections import deque
 
 from ptracker import client
@@ -110,6 +113,8 @@ class Sender:
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
+            if self._stop.is_set():
+                break  # stop() or the exit hook sends what is left
             try:
                 self.flush()
             except Exception as exc:  # never let the thread die
@@ -125,6 +130,21 @@ class Sender:
                 self.flush()
 
 
+EXIT_WAIT = 2.0  # seconds an exiting app waits, at most, for its last records to go
+
+
+def flush_at_exit(sender: Sender, wait: float = EXIT_WAIT) -> None:
+    """One last send, in a daemon thread so an unreachable hub delays exit `wait` at most."""
+    deadline = time.monotonic() + wait
+    sender._stop.set()
+    sender._wake.set()
+    if sender.thread is not None:  # it may be sending: let that end first
+        sender.thread.join(wait)
+    last = threading.Thread(target=sender.flush, name="ptracker-sdk-exit", daemon=True)
+    last.start()
+    last.join(max(0.0, deadline - time.monotonic()))
+
+
 def sender_from_env() -> Sender | None:
     """A running Sender when PTRACKER_HUB and a token are set, else None."""
     if not os.environ.get(client.HUB_ENV):
@@ -132,4 +152,6 @@ def sender_from_env() -> Sender | None:
     if not (os.environ.get(client.TOKEN_ENV) or os.environ.get(client.TOKEN_FILE_ENV)):
         return None
     hub = client.Hub(insecure=os.environ.get(INSECURE_ENV) == "1")
-    return Sender(hub)
+    sender = Sender(hub)
+    atexit.register(flush_at_exit, sender)
+    return sender

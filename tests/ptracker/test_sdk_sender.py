@@ -77,3 +77,51 @@ def test_hub_away_bounded_drop_then_the_count_reaches_the_hub(
     assert AppMetric.objects.filter(app="offline", kind="llm").count() == 100
     dropped = AppMetric.objects.get(app="offline", kind="dropped")
     assert dropped.value == 900
+
+
+def test_an_app_run_with_the_environment_sends_its_records_at_exit(
+    live_server_url, transactional_db, jobs_token, tmp_path
+):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import atexit\n"
+        "atexit.register(lambda: print(f.sender.sent, f.sender.last_error))\n"
+        "from ptracker.sdk import PerformanceMonitorFactory\n"
+        "f = PerformanceMonitorFactory.get_instance()\n"
+        "m = f.create_monitor('llm')\n"
+        "m.record_llm_call(model='gpt-4', provider='openai', response_time=2.1,\n"
+        "                  prompt_tokens=100, completion_tokens=200, total_tokens=300)\n"
+    )
+    env = {
+        **os.environ,
+        "PTRACKER_HUB": live_server_url,
+        "PTRACKER_TOKEN": jobs_token,
+        "PTRACKER_APP": "exit-app",
+    }
+    done = subprocess.run([sys.executable, str(script)], env=env, timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().startswith("1 "), done.stdout
+    row = AppMetric.objects.get(app="exit-app")
+    assert (row.model, row.total_tokens) == ("gpt-4", 300)
+
+
+def test_an_exiting_app_waits_briefly_for_an_absent_hub(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "from ptracker.sdk import get_llm_monitor\n"
+        "get_llm_monitor().record_llm_call(model='m', provider='p', response_time=1)\n"
+    )
+    env = {**os.environ, "PTRACKER_HUB": f"http://10.255.255.1:{free_port()}",
+           "PTRACKER_TOKEN": "pt_x", "PTRACKER_INSECURE": "1"}  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], env=env, timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 10
