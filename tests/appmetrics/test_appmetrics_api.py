@@ -124,3 +124,24 @@ def test_summary_answers_per_model_quantiles_and_tokens(writer, alice_client):
     assert llm["p95"] == pytest.approx(9.5, rel=0.05)
     assert llm["input_tokens"] == 1000
     assert alice_client.get("/api/v1/app-metrics/summary", {"from": "x"}).status_code == 400
+
+
+def test_app_metrics_export_as_csv(writer, api):
+    import csv
+    import io
+
+    from tests.conftest import read_stream
+
+    now = time.time()
+    assert (
+        post(writer, {"records": [rec(ts=now - 5), rec(kind="counter", value=2, ts=now - 4)]})[0]
+        == 201
+    )
+    response = api.get("/api/v1/export/app-metrics", {"from": now - 60, "format": "csv"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(read_stream(response))))
+    assert [(r["kind"], r["host"], r["model"]) for r in rows] == [
+        ("llm", "gpu-box", "gpt-4"),
+        ("counter", "gpu-box", "gpt-4"),
+    ]
+    assert rows[0]["input_tokens"] == "10" and rows[0]["duration_s"] == "1.25"
