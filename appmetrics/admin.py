@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from appmetrics.models import AppMetric
+from appmetrics.models import AppMetric, LlmPrice
 
 
 @admin.register(AppMetric)
@@ -20,3 +20,9 @@ class AppMetricAdmin(admin.ModelAdmin):
     search_fields = ("app", "name", "model", "provider", "hostname")
     raw_id_fields = ("host",)
     date_hierarchy = "ts"
+
+
+@admin.register(LlmPrice)
+class LlmPriceAdmin(admin.ModelAdmin):
+    list_display = ("provider", "model", "input_per_million", "output_per_million", "currency")
+    search_fields = ("provider", "model")

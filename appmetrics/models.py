@@ -66,3 +66,33 @@ class AppMetricMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.app} {self.kind} {self.name or self.model} {self.minute:%H:%M}"
+
+
+class LlmPrice(models.Model):
+    """What a model's tokens cost, for the cost column of the Apps page and the summary.
+    An empty provider matches any provider of that model."""
+
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200)
+    input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="price of 1,000,000 input tokens"
+    )
+    output_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="price of 1,000,000 output tokens"
+    )
+    currency = models.CharField(max_length=3, default="USD")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model"], name="one_price_per_model")
+        ]
+        verbose_name = "LLM price"
+
+    def __str__(self) -> str:
+        return f"{self.provider or '*'}/{self.model}"
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * float(self.input_per_million)
+            + output_tokens * float(self.output_per_million)
+        ) / 1e6

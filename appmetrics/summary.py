@@ -34,6 +34,12 @@ def _row(key: dict, s: dict, minutes: float) -> dict:
     }
 
 
+def _prices() -> dict:
+    from appmetrics.models import LlmPrice
+
+    return {(p.provider, p.model): p for p in LlmPrice.objects.all()}
+
+
 def summary(start: datetime, end: datetime, app: str = "") -> dict:
     """{"from", "to", "apps": [{app, llm, checkpoint, counter, gauge, histogram,
     dropped, series}]}: totals per series over the range, and per minute for LLM calls
@@ -51,6 +57,7 @@ def summary(start: datetime, end: datetime, app: str = "") -> dict:
             point = entry["series"].setdefault(label, {})
             merged = point.setdefault(minute, new_stats())
             merge_stats(merged, s)
+    prices = _prices()
     apps = []
     for a in sorted(per_app):
         entry = per_app[a]
@@ -62,7 +69,12 @@ def summary(start: datetime, end: datetime, app: str = "") -> dict:
                 out["dropped"] += int(s["sum_value"])
                 continue
             key = {"model": model, "provider": provider} if kind == "llm" else {"name": name}
-            out[kind].append(_row(key, s, minutes))
+            row = _row(key, s, minutes)
+            if kind == "llm":
+                price = prices.get((provider, model)) or prices.get(("", model))
+                row["cost"] = price.cost(s["input_tokens"], s["output_tokens"]) if price else None
+                row["currency"] = price.currency if price else None
+            out[kind].append(row)
         out["series"] = [
             {
                 "label": label,

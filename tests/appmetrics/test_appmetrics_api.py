@@ -5,7 +5,7 @@ import time
 import pytest
 from django.test import Client
 
-from appmetrics.models import AppMetric
+from appmetrics.models import AppMetric, LlmPrice
 from monitoring.models import ApiToken
 
 URL = "/api/v1/app-metrics/"
@@ -123,6 +123,12 @@ def test_summary_answers_per_model_quantiles_and_tokens(writer, alice_client):
     assert llm["error_rate"] == pytest.approx(0.1)
     assert llm["p95"] == pytest.approx(9.5, rel=0.05)
     assert llm["input_tokens"] == 1000
+    assert llm["cost"] is None
+    LlmPrice.objects.create(model="gpt-4", input_per_million=30, output_per_million=60)
+    r = alice_client.get("/api/v1/app-metrics/summary", {"app": "svc", "from": now - 3600})
+    (llm,) = r.json()["apps"][0]["llm"]
+    assert llm["cost"] == pytest.approx((1000 * 30 + 500 * 60) / 1e6)
+    assert llm["currency"] == "USD"
     assert alice_client.get("/api/v1/app-metrics/summary", {"from": "x"}).status_code == 400
 
 
