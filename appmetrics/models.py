@@ -96,3 +96,30 @@ class LlmPrice(models.Model):
             input_tokens * float(self.input_per_million)
             + output_tokens * float(self.output_per_million)
         ) / 1e6
+
+
+class AppMetricHour(models.Model):
+    """AppMetricMinute's rows of one series in one hour, merged (histograms summed)."""
+
+    hour = models.DateTimeField()
+    app = models.CharField(max_length=100)
+    kind = models.CharField(max_length=12)
+    name = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    count = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    sum_duration = models.FloatField(default=0)
+    sum_value = models.FloatField(default=0)
+    last_value = models.FloatField(null=True, blank=True)
+    sum_size = models.FloatField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    histogram = models.JSONField(default=dict)
+    ttft_histogram = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["app", "hour"]), models.Index(fields=["hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.app} {self.kind} {self.name or self.model} {self.hour:%Y-%m-%d %H}h"

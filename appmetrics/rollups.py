@@ -13,11 +13,13 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from appmetrics.models import AppMetric, AppMetricMinute
+from appmetrics.models import AppMetric, AppMetricHour, AppMetricMinute
 from monitoring.rollups import floor
 from ptracker.sdk import histogram as hist
 
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+HOURS_FROM = timedelta(hours=6)  # a summary this long reads whole hours from the hour tier
 SERIES = ("app", "kind", "name", "model", "provider")
 RAW_FIELDS = (
     *SERIES,
@@ -122,36 +124,87 @@ def roll_up(now: datetime | None = None) -> int:
     return len(rows)
 
 
-def series_stats(start: datetime, end: datetime, app: str = "") -> dict:
-    """{(minute, app, kind, name, model, provider): stats} over [start, end): rolled
-    minutes where there are some, raw records after them."""
+def _stored(model, field: str, start: datetime, end: datetime, app: str) -> dict:
+    rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
+    if app:
+        rows = rows.filter(app=app)
+    fields = tuple(new_stats())
+    return {
+        (row[field], *(row[f] for f in SERIES)): {f: row[f] for f in fields}
+        for row in rows.order_by(field).values(field, *SERIES, *fields).iterator(chunk_size=2000)
+    }
+
+
+def roll_up_hours(now: datetime | None = None) -> int:
+    """Merge the minutes of each finished hour into hour rows, after `roll_up(now)`
+    (as the roll-up task runs them); the number written."""
+    end = floor(now or timezone.now(), 3600)
+    last = AppMetricHour.objects.aggregate(m=Max("hour"))["m"]
+    if last is None:
+        first = AppMetricMinute.objects.aggregate(m=Min("minute"))["m"]
+        if first is None:
+            return 0
+        last = floor(first, 3600)
+    if last >= end:
+        return 0
+    groups: dict = {}
+    for (minute, *series), stats in _stored(AppMetricMinute, "minute", last, end, "").items():
+        merge_stats(groups.setdefault((floor(minute, 3600), *series), new_stats()), stats)
+    rows = [
+        AppMetricHour(hour=key[0], **dict(zip(SERIES, key[1:], strict=True)), **stats)
+        for key, stats in groups.items()
+    ]
+    with transaction.atomic():
+        AppMetricHour.objects.filter(hour__gte=last, hour__lt=end).delete()
+        AppMetricHour.objects.bulk_create(rows, batch_size=500)
+    return len(rows)
+
+
+def _minutes(start: datetime, end: datetime, app: str) -> dict:
     done = rolled_until()
     groups: dict = {}
     if done and done > start:
-        rows = AppMetricMinute.objects.filter(minute__gte=start, minute__lt=min(end, done))
-        if app:
-            rows = rows.filter(app=app)
-        fields = tuple(new_stats())
-        for row in rows.order_by("minute").values("minute", *SERIES, *fields):
-            key = (row["minute"], *(row[f] for f in SERIES))
-            groups[key] = {f: row[f] for f in fields}
+        groups.update(_stored(AppMetricMinute, "minute", start, min(end, done), app))
     raw_from = max(start, done) if done else start
     if raw_from < end:
         groups.update(minute_groups(_raw(raw_from, end, app)))
     return groups
 
 
-def prune(now: datetime, raw_hours: float, keep_days: float, batch: int) -> dict[str, int]:
-    """Raw records older than `raw_hours` once rolled up; minute rows older than
-    `keep_days` (the hub's 1-hour retention: app metrics have no hour tier yet)."""
+def series_stats(start: datetime, end: datetime, app: str = "") -> dict:
+    """{(bucket, app, kind, name, model, provider): stats} over [start, end): for a
+    long range whole rolled hours from the hour tier, the rest from rolled minutes, and
+    raw records after those."""
+    last_hour = AppMetricHour.objects.aggregate(m=Max("hour"))["m"]
+    if end - start >= HOURS_FROM and last_hour is not None:
+        first = floor(start, 3600)
+        first = first if first == start else first + HOUR
+        until = min(floor(end, 3600), last_hour + HOUR)
+        if first < until:
+            groups = _minutes(start, first, app) if start < first else {}
+            groups.update(_stored(AppMetricHour, "hour", first, until, app))
+            groups.update(_minutes(until, end, app))
+            return groups
+    return _minutes(start, end, app)
+
+
+def prune(now: datetime, policy, batch: int) -> dict[str, int]:
+    """Raw records older than the raw tier's hours once rolled up; minute rows after
+    the minute tier's days once in an hour; hour rows after the hour tier's days."""
     from monitoring.retention import delete_in_batches
 
-    counts = {"app_metrics": 0}
+    counts = {"app_metrics": 0, "app_metric_minutes": 0}
     done = rolled_until()
     if done is not None:
-        cutoff = min(now - timedelta(hours=raw_hours), done)
+        cutoff = min(now - timedelta(hours=policy.raw_hours), done)
         counts["app_metrics"] = delete_in_batches(AppMetric.objects.filter(ts__lt=cutoff), batch)
-    counts["app_metric_minutes"] = delete_in_batches(
-        AppMetricMinute.objects.filter(minute__lt=now - timedelta(days=keep_days)), batch
+    last_hour = AppMetricHour.objects.aggregate(m=Max("hour"))["m"]
+    if last_hour is not None:
+        cutoff = min(now - timedelta(days=policy.minute_days), last_hour + HOUR)
+        counts["app_metric_minutes"] = delete_in_batches(
+            AppMetricMinute.objects.filter(minute__lt=cutoff), batch
+        )
+    counts["app_metric_hours"] = delete_in_batches(
+        AppMetricHour.objects.filter(hour__lt=now - timedelta(days=policy.hour_days)), batch
     )
     return counts

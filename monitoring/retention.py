@@ -109,7 +109,7 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
     )
     from appmetrics import rollups as app_rollups  # an app of its own, beside monitoring
 
-    counts.update(app_rollups.prune(now, policy.raw_hours, policy.hour_days, batch))
+    counts.update(app_rollups.prune(now, policy, batch))
     Retention.objects.filter(pk=policy.pk).update(pruned_at=now)
     if any(counts.values()):
         log.info("pruned %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))

@@ -218,9 +218,11 @@ def roll_up() -> str:
     from appmetrics import rollups as app_rollups  # an app of its own, beside monitoring
 
     written = rollups.roll_up()
-    apps = app_rollups.roll_up()
+    now = timezone.now()
+    apps = app_rollups.roll_up(now)
+    app_hours = app_rollups.roll_up_hours(now)
     return (
-        f"{written} rollup rows written, {apps} app-metric minutes, "
+        f"{written} rollup rows written, {apps} app-metric minutes, {app_hours} hours, "
         f"{process_store.pack()} process chunks packed"
     )
 

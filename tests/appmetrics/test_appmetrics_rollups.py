@@ -5,7 +5,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from appmetrics import rollups
-from appmetrics.models import AppMetric, AppMetricMinute
+from appmetrics.models import AppMetric, AppMetricHour, AppMetricMinute
 from appmetrics.summary import summary
 from ptracker.sdk import histogram as hist
 
@@ -68,13 +68,42 @@ def test_pruning_keeps_raw_records_until_rolled_up(db):
     counts = retention.prune(now=T0)
     assert counts["app_metrics"] == 1 and AppMetric.objects.count() == 0
     assert AppMetricMinute.objects.count() == 1
+    later = T0 + timedelta(days=policy.minute_days + 1)
+    retention.prune(now=later)
+    assert AppMetricMinute.objects.count() == 1  # not in an hour yet: kept
+    assert rollups.roll_up_hours(now=T0) == 1
+    retention.prune(now=later)
+    assert AppMetricMinute.objects.count() == 0 and AppMetricHour.objects.count() == 1
     retention.prune(now=T0 + timedelta(days=policy.hour_days + 1))
-    assert AppMetricMinute.objects.count() == 0
+    assert AppMetricHour.objects.count() == 0
+
+
+def test_a_day_p95_from_the_hour_tier_matches_raw(db):
+    rng = random.Random(5)
+    rows, values = [], []
+    for minute in range(0, 24 * 60, 7):
+        for _ in range(rng.randint(1, 6)):
+            d = rng.lognormvariate(0, 1) * (8 if minute // 60 == 13 else 1)
+            values.append(d)
+            ts = T0 + timedelta(minutes=minute, seconds=rng.uniform(0, 59))
+            rows.append(AppMetric(app="a", kind="llm", model="m", provider="p", duration=d, ts=ts))
+    AppMetric.objects.bulk_create(rows)
+    end = T0 + timedelta(days=1)
+    rollups.roll_up(now=end)
+    assert rollups.roll_up_hours(now=end) == 24
+    AppMetric.objects.all().delete()
+    AppMetricMinute.objects.all().delete()  # the day must come from the hours alone
+    (app,) = summary(T0, end, "a")["apps"]
+    (llm,) = app["llm"]
+    assert llm["count"] == len(values) and len(app["series"][0]["points"]) == 24
+    for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        exact = hist.exact_quantile(values, q)
+        assert abs(llm[key] - exact) <= exact * hist.RELATIVE_ERROR, key
 
 
 def test_the_roll_up_task_rolls_app_metrics_up(db):
     from monitoring import tasks
 
     AppMetric.objects.create(app="a", kind="gauge", name="g", value=2, ts=T0)
-    assert "1 app-metric minutes" in tasks.roll_up()
+    assert "1 app-metric minutes, 1 hours" in tasks.roll_up()
     assert AppMetricMinute.objects.get().last_value == 2
