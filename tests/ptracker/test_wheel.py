@@ -134,7 +134,7 @@ def test_the_wheel_carries_pages_styles_chart_libraries_and_migrations(wheel):
     assert "ptracker/static/vendor/chart.js/LICENSE.md" in names
     migrations = {
         path.relative_to(ROOT).as_posix()
-        for app in ("monitoring", "alerts", "jobs")
+        for app in ("monitoring", "alerts", "jobs", "appmetrics")
         for path in (ROOT / app / "migrations").glob("*.py")
     }
     assert migrations and migrations <= names
@@ -189,6 +189,20 @@ def test_gpu_leases_run_from_the_agents_install(agent_python, tmp_path):
     )
     assert tried.returncode == 2
     assert "cannot reach the hub at http://127.0.0.1:9" in tried.stderr
+
+
+@pytest.mark.slow
+def test_the_app_metrics_sdk_runs_from_the_agents_install(agent_python, tmp_path):
+    code = (
+        "from ptracker.sdk import PerformanceMonitorFactory\n"
+        "m = PerformanceMonitorFactory.get_instance().create_monitor('llm')\n"
+        "m.record_llm_call(model='gpt-4', provider='openai', response_time=2.1)\n"
+        "print(len(m.get_all_metrics()['history']))\n"
+    )
+    env = bare_env(tmp_path, PTRACKER_HUB="http://127.0.0.1:9", PTRACKER_TOKEN="pt_x")
+    done = run(agent_python, "-c", code, cwd=tmp_path, env=env)  # no hub there: no matter
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
 
 
 def csrf_token(opener: urllib.request.OpenerDirector) -> str:
