@@ -1,6 +1,7 @@
 "use strict";
 // The Apps page: p95 latency per minute of each LLM model and checkpoint operation,
-// with the CPU of the app's host on a second axis when the hub knows that host.
+// with the CPU of the app's host (and of the process that sent the latest record, when
+// the hub tracks it) on a second axis.
 document.addEventListener("DOMContentLoaded", async function () {
   const data = document.getElementById("apps-chart");
   const figure = document.getElementById("chart-latency");
@@ -18,11 +19,16 @@ document.addEventListener("DOMContentLoaded", async function () {
   });
   if (page.timeseries) {
     try {
-      const cpu = await PT.charts.fetchSeries(page.timeseries, ["cpu_percent"], page.from, page.to);
-      cpu.series.forEach(function (s) {
+      const metrics = ["cpu_percent"];
+      if (page.process) metrics.push("process:" + page.process.id + ":cpu_percent");
+      const cpu = await PT.charts.fetchSeries(page.timeseries, metrics, page.from, page.to);
+      cpu.series.forEach(function (s, i) {
+        const label = i === 0 ? page.host + " CPU"
+          : page.process.name + " (pid " + page.process.pid + ") CPU";
         datasets.push({
-          label: page.host + " CPU", unit: "%", yAxisID: "cpu", borderColor: "#999", borderDash: [4, 3],
-          pointRadius: 0, data: s.points.map(function (p) { return { x: p[0], y: p[1] }; }),
+          label: label, unit: "%", yAxisID: "cpu", borderColor: i === 0 ? "#999" : "#e67e22",
+          borderDash: [4, 3], pointRadius: 0,
+          data: s.points.map(function (p) { return { x: p[0], y: p[1] }; }),
         });
       });
     } catch (e) { /* the latency chart alone */ }
@@ -32,7 +38,7 @@ document.addEventListener("DOMContentLoaded", async function () {
     y: { beginAtZero: true, grid: { color: grid }, ticks: { color: text, callback: function (v) { return v + " s"; } } },
   };
   if (page.timeseries) {
-    scales.cpu = { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false },
+    scales.cpu = { position: "right", min: 0, suggestedMax: 100, grid: { drawOnChartArea: false },
       ticks: { color: text, callback: function (v) { return v + " %"; } } };
   }
   figure.chart = new Chart(figure.querySelector("canvas"), {
