@@ -141,7 +141,10 @@ def flush_at_exit(sender: Sender, wait: float = EXIT_WAIT) -> None:
     if sender.thread is not None:  # it may be sending: let that end first
         sender.thread.join(wait)
     last = threading.Thread(target=sender.flush, name="ptracker-sdk-exit", daemon=True)
-    last.start()
+    try:
+        last.start()
+    except RuntimeError:  # Python 3.12+ starts no thread at shutdown: nothing more is sent
+        return
     last.join(max(0.0, deadline - time.monotonic()))
 
 
