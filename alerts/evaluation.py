@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from alerts.messages import describe, render_message
 from alerts.models import (
+    APP_RULES,
     HEARTBEAT_RULES,
     OPERATORS,
     PRESENCE_RULES,
@@ -38,7 +39,7 @@ from monitoring.recent import Recent
 log = logging.getLogger(__name__)
 
 SCHEDULED = {"host_offline", "process_missing", "service_inactive", "memory_growth",
-             "disk_will_fill", *HEARTBEAT_RULES}  # fmt: skip
+             "disk_will_fill", *HEARTBEAT_RULES, *APP_RULES}  # fmt: skip
 GPU_FIELDS = {
     "gpu_utilization": "utilization",
     "gpu_memory_percent": "memory_percent",
@@ -395,6 +396,8 @@ def evaluate_scheduled(now: datetime | None = None) -> list[Transition]:
                 values = [("host", silent / max(host.sample_interval, 1))]
             elif rule.metric == "process_missing":
                 values = missing_values(rule, host, now)
+            elif rule.metric in APP_RULES:
+                values = app_values(rule, host, now)
             elif rule.metric == "service_inactive":
                 values = [
                     (f"unit:{unit}", float(state == "active"))
@@ -408,6 +411,20 @@ def evaluate_scheduled(now: datetime | None = None) -> list[Transition]:
                     if (t := apply(rule, host, subject, value, now)) is not None:
                         transitions.append(t)
     return transitions
+
+
+APP_WINDOW = timedelta(minutes=5)
+
+
+def app_values(rule: Rule, host: Host, now: datetime) -> list[tuple[str, float]]:
+    """Per app that sent LLM calls from this host in the last 5 minutes: its error
+    rate in % or its p95 latency in seconds (from merged minute histograms)."""
+    from appmetrics.summary import llm_by_app  # an app of its own, beside alerts
+
+    return [
+        (f"app:{app}", value)
+        for app, value in llm_by_app(host, now - APP_WINDOW, now, rule.metric).items()
+    ]
 
 
 def heartbeat_checks() -> list[tuple[HeartbeatCheck, Host]]:

@@ -82,7 +82,15 @@ METRICS = {
     "run_failed": Metric("Job run failed or orphaned", "", "check", None, None, "succeeding"),
     "run_too_long": Metric("Job run too long", "", "check", None, None, "within its time"),
     "run_too_short": Metric("Job run too short", "", "check", None, None, "long enough"),
+    # From ptracker.sdk (appmetrics), over the last 5 minutes, per app on each host.
+    "app_llm_error_rate": Metric(
+        "App LLM error rate % (last 5 min)", "%", "app", 0, 100, "LLM error rate"
+    ),
+    "app_llm_p95_latency": Metric(
+        "App LLM p95 latency, s (last 5 min)", "s", "app", 0, None, "LLM p95 latency"
+    ),
 }
+APP_RULES = {"app_llm_error_rate", "app_llm_p95_latency"}
 
 
 def check_template(text: str) -> None:

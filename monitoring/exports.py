@@ -15,6 +15,7 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 
+from appmetrics.models import AppMetric
 from monitoring import host_store, process_store
 from monitoring.models import (
     Event,
@@ -116,6 +117,29 @@ EXPORTS = {
             "message": "message",
             "count": "count",
             "process_id": "process_id",
+        },
+    ),
+    # What apps sent through ptracker.sdk (appmetrics); host: the name the app reported.
+    "app-metrics": Export(
+        AppMetric,
+        {
+            "ts": "ts",
+            "host": "hostname",
+            "app": "app",
+            "kind": "kind",
+            "name": "name",
+            "model": "model",
+            "provider": "provider",
+            "duration_s": "duration",
+            "value": "value",
+            "size_bytes": "size",
+            "input_tokens": "input_tokens",
+            "output_tokens": "output_tokens",
+            "total_tokens": "total_tokens",
+            "time_to_first_token_s": "ttft",
+            "success": "success",
+            "pid": "pid",
+            "process_create_time": "create_time",
         },
     ),
 }

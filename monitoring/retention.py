@@ -111,6 +111,9 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
     counts["events"] = delete_in_batches(
         Event.objects.filter(ts__lt=now - timedelta(days=policy.event_days)), batch
     )
+    from appmetrics import rollups as app_rollups  # an app of its own, beside monitoring
+
+    counts.update(app_rollups.prune(now, policy, batch))
     Retention.objects.filter(pk=policy.pk).update(pruned_at=now)
     if any(counts.values()):
         log.info("pruned %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))

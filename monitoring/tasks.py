@@ -214,11 +214,20 @@ def check_hosts(now=None) -> str:
 
 
 def roll_up() -> str:
-    """Roll up, then pack the raw samples the rollups have long read."""
+    """Roll up (host series, processes, app metrics), then pack the raw samples the
+    rollups have long read."""
+    from appmetrics import rollups as app_rollups  # an app of its own, beside monitoring
+
     written = rollups.roll_up()
+    now = timezone.now()
+    apps = app_rollups.roll_up(now)
+    app_hours = app_rollups.roll_up_hours(now)
     processes = process_store.pack()
     hosts = host_store.pack(budget=10.0)  # with the 20 s of processes: half a minute at most
-    return f"{written} rollup rows written, {processes} process chunks, {hosts} host chunks packed"
+    return (
+        f"{written} rollup rows written, {apps} app-metric minutes, {app_hours} hours, "
+        f"{processes} process chunks, {hosts} host chunks packed"
+    )
 
 
 def prune() -> str:

@@ -277,6 +277,9 @@ def process_detail(request, process_id: int):
         },
     }
     context["live_possible"] = process.exited_at is None and _local_and_alive(process)
+    from appmetrics.summary import for_process  # an app of its own, beside monitoring
+
+    context["app_metrics"] = for_process(process.host_id, process.pid, process.create_time)
     return render(request, "monitoring/process_detail.html", context)
 
 

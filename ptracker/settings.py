@@ -359,6 +359,7 @@ INSTALLED_APPS = [
     "monitoring",
     "alerts",
     "jobs",
+    "appmetrics",
 ]
 
 MIDDLEWARE = [

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("monitoring.api.urls")),
     path("api/v1/alerts/", include("alerts.api")),
     path("api/v1/gpu-leases/", include("jobs.api")),
+    path("api/v1/app-metrics/", include("appmetrics.api")),
     path("api/v1/heartbeats/", include(heartbeat_api.api_urls)),
     path("api/v1/recordings/", include("jobs.recordings_api")),
     *heartbeat_api.ping_urls,
@@ -36,5 +37,6 @@ urlpatterns = [
     path("debug/monitor/report", debug_monitor.report_view, name="debug-report"),
     path("", include("alerts.urls")),
     path("", include("jobs.urls")),
+    path("", include("appmetrics.urls")),
     path("", include("monitoring.urls")),
 ]

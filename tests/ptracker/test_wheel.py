@@ -134,7 +134,7 @@ def test_the_wheel_carries_pages_styles_chart_libraries_and_migrations(wheel):
     assert "ptracker/static/vendor/chart.js/LICENSE.md" in names
     migrations = {
         path.relative_to(ROOT).as_posix()
-        for app in ("monitoring", "alerts", "jobs")
+        for app in ("monitoring", "alerts", "jobs", "appmetrics")
         for path in (ROOT / app / "migrations").glob("*.py")
     }
     assert migrations and migrations <= names
@@ -207,6 +207,20 @@ def test_record_runs_from_the_agents_install_and_its_report_carries_chart_js(
     html = (tmp_path / "job.html").read_text()
     assert "Chart.js v4" in html and "new Chart(" in html  # the library and ours, inline
     assert '"command":"sleep 0.5"' in html
+
+
+@pytest.mark.slow
+def test_the_app_metrics_sdk_runs_from_the_agents_install(agent_python, tmp_path):
+    code = (
+        "from ptracker.sdk import PerformanceMonitorFactory\n"
+        "m = PerformanceMonitorFactory.get_instance().create_monitor('llm')\n"
+        "m.record_llm_call(model='gpt-4', provider='openai', response_time=2.1)\n"
+        "print(len(m.get_all_metrics()['history']))\n"
+    )
+    env = bare_env(tmp_path, PTRACKER_HUB="http://127.0.0.1:9", PTRACKER_TOKEN="pt_x")
+    done = run(agent_python, "-c", code, cwd=tmp_path, env=env)  # no hub there: no matter
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
 
 
 def csrf_token(opener: urllib.request.OpenerDirector) -> str:

@@ -1,0 +1,1 @@
+"""Application metrics sent by ptracker.sdk: LLM calls, checkpoints, custom metrics."""
