@@ -39,12 +39,11 @@ class AppMetric(models.Model):
         return f"{self.app} {self.kind} {self.name or self.model} at {self.ts:%Y-%m-%d %H:%M:%S}"
 
 
-class AppMetricMinute(models.Model):
-    """All records of one series in one minute: counts, sums and a log-scale histogram
-    of durations (or values) as ptracker.sdk.histogram keys them, so quantiles over
-    any span come from summed histograms."""
+class AppMetricSeries(models.Model):
+    """One series (app, kind, name or model and provider) over one bucket: counts, sums
+    and a log-scale histogram of durations (or values) as ptracker.sdk.histogram keys
+    them, so quantiles over any span come from summed histograms."""
 
-    minute = models.DateTimeField()
     app = models.CharField(max_length=100)
     kind = models.CharField(max_length=12)
     name = models.CharField(max_length=200, blank=True)
@@ -60,6 +59,15 @@ class AppMetricMinute(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     histogram = models.JSONField(default=dict)
     ttft_histogram = models.JSONField(default=dict)
+
+    class Meta:
+        abstract = True
+
+
+class AppMetricMinute(AppMetricSeries):
+    """All records of one series in one minute."""
+
+    minute = models.DateTimeField()
 
     class Meta:
         indexes = [models.Index(fields=["app", "minute"]), models.Index(fields=["minute"])]
@@ -98,25 +106,10 @@ class LlmPrice(models.Model):
         ) / 1e6
 
 
-class AppMetricHour(models.Model):
+class AppMetricHour(AppMetricSeries):
     """AppMetricMinute's rows of one series in one hour, merged (histograms summed)."""
 
     hour = models.DateTimeField()
-    app = models.CharField(max_length=100)
-    kind = models.CharField(max_length=12)
-    name = models.CharField(max_length=200, blank=True)
-    model = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=100, blank=True)
-    count = models.PositiveIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
-    sum_duration = models.FloatField(default=0)
-    sum_value = models.FloatField(default=0)
-    last_value = models.FloatField(null=True, blank=True)
-    sum_size = models.FloatField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    histogram = models.JSONField(default=dict)
-    ttft_histogram = models.JSONField(default=dict)
 
     class Meta:
         indexes = [models.Index(fields=["app", "hour"]), models.Index(fields=["hour"])]
