@@ -174,6 +174,8 @@ def test_a_read_only_token_cannot_take_a_lease(gpu_host, bob):
 def test_a_jobs_token_is_made_on_the_tokens_page(client, bob):
     client.force_login(bob)
     page = client.post("/account/tokens/", {"name": "training", "access": "jobs"})
-    assert "GPU leases and heartbeats only" in page.content.decode()
+    assert (
+        "batch jobs only: GPU leases, heartbeats, recordings, app metrics" in page.content.decode()
+    )
     token = ApiToken.objects.get(name="training")
     assert (token.scope, token.read_only) == (ApiToken.JOBS, False)

@@ -87,4 +87,7 @@ def test_a_gpu_leases_token_made_in_the_admin_may_take_leases(alice_client, bob)
     )
     token = ApiToken.find(new_secret(response))
     assert (token.scope, token.read_only) == (ApiToken.JOBS, False)
-    assert "(GPU leases and heartbeats only)" in response.content.decode()
+    assert (
+        "(batch jobs only: GPU leases, heartbeats, recordings, app metrics)"
+        in response.content.decode()
+    )
