@@ -61,6 +61,19 @@ def test_a_batch_is_stored_and_joined_to_its_host(writer, host):
     assert AppMetric.objects.get(kind="dropped").value == 7
 
 
+def test_every_field_of_a_record_is_stored_as_sent(writer):
+    """Records are inserted without model instances (monitoring.bulk): times, JSON and
+    the defaults of fields not sent come out as the ORM would have stored them."""
+    sent = rec(host="elsewhere", tags={"run": "r1", "gpu": "0"}, ttft=0.25, total_tokens=15)
+    del sent["name"]
+    assert post(writer, {"records": [sent]})[0] == 201
+    stored = AppMetric.objects.get()
+    assert stored.tags == {"run": "r1", "gpu": "0"} and stored.ttft == 0.25
+    assert stored.name == "" and stored.size is None and stored.host is None
+    assert stored.hostname == "elsewhere" and stored.total_tokens == 15
+    assert abs(stored.ts.timestamp() - sent["ts"]) < 1e-5 and stored.success is True
+
+
 def test_jobs_tokens_may_post_read_only_ones_and_strangers_may_not(alice, host):
     jobs = client_with(alice, scope=ApiToken.JOBS)
     assert post(jobs, {"records": [rec()]})[0] == 201
