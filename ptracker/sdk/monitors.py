@@ -34,7 +34,18 @@ def _identity() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "create_time": create_time}
 
 
-IDENTITY = _identity()
+_identity_now = _identity()
+
+
+def identity() -> dict:
+    """This process's host, pid and start time, as each record carries them. Worked out
+    again in a forked child (a DataLoader worker, a pre-fork server's worker): its
+    records are its own process's, not the parent's."""
+    global _identity_now
+    known = _identity_now
+    if known["pid"] != os.getpid():
+        known = _identity_now = _identity()
+    return known
 
 
 def default_app() -> str:
@@ -130,7 +141,8 @@ class BasePerformanceMonitor:
     def _emit(self, kind: str, name: str, **fields) -> dict:
         if type(name) is not str or len(name) > 200:
             name = str(name)[:200]
-        rec = {"app": self.app, "kind": kind, "name": name, "ts": time.time(), **fields, **IDENTITY}
+        rec = {"app": self.app, "kind": kind, "name": name, "ts": time.time(), **fields,
+               **identity()}  # fmt: skip
         self.history.append(rec)
         if self.sink is not None:
             self.sink(rec)

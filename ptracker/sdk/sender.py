@@ -13,6 +13,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections import deque
 
 from ptracker import client
@@ -45,8 +46,24 @@ class Sender:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.thread = None
+        self.forked = False  # in a forked child, until its own thread is started
         if start:
             self.start()
+            # A forked child has none of its parent's threads: it gets a sender thread
+            # of its own at its first record, with an empty queue (the parent sends
+            # what was queued before the fork). Not at the fork itself: a child that
+            # is about to exec (subprocess) must not start threads.
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: (s := ref()) and s._after_fork())
+
+    def _after_fork(self) -> None:
+        if self.thread is None or self._stop.is_set():
+            return  # stopped in the parent: stays stopped
+        self.queue = deque()
+        self.dropped = 0
+        self._lock = threading.Lock()  # the parent's may have been held at the fork
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self.thread, self.forked = None, True
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="ptracker-sdk-sender", daemon=True)
@@ -63,6 +80,9 @@ class Sender:
             queue.append(record)
             if len(queue) == self.batch_size:
                 self._wake.set()
+            if self.forked:
+                self.forked = False
+                self.start()
 
     def _take(self) -> list:
         with self._lock:
