@@ -34,7 +34,7 @@ def _identity() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "create_time": create_time}
 
 
-_identity_now = _identity()
+_identity_now: dict | None = _identity()
 
 
 def identity() -> dict:
@@ -43,9 +43,17 @@ def identity() -> dict:
     records are its own process's, not the parent's."""
     global _identity_now
     known = _identity_now
-    if known["pid"] != os.getpid():
+    if known is None:
         known = _identity_now = _identity()
     return known
+
+
+def _forget_identity() -> None:
+    global _identity_now
+    _identity_now = None  # read at the child's first record: no work in a fork + exec
+
+
+os.register_at_fork(after_in_child=_forget_identity)
 
 
 def default_app() -> str:
