@@ -129,14 +129,16 @@ class LaterHooks:
     sample still waiting when the process dies is not evaluated; the host's next one is."""
 
     def __init__(self) -> None:
-        self.waiting: dict[int, int] = {}  # host id -> newest sample id
+        # host id -> (host, its newest sample), as stored: reading them again cost more
+        # than the hooks themselves
+        self.waiting: dict[int, tuple[Host, HostSample]] = {}
         self.busy = False
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
 
     def put(self, host: Host, sample: HostSample) -> None:
         with self.changed:
-            self.waiting[host.pk] = sample.pk
+            self.waiting[host.pk] = (host, sample)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.run, name="after-ingest", daemon=True)
                 self.thread.start()
@@ -152,13 +154,12 @@ class LaterHooks:
                         connections.close_all()  # this thread's: none held while idle
                         self.changed.wait()
                 work, self.waiting, self.busy = self.waiting, {}, True
-            try:
-                samples = HostSample.objects.select_related("host").filter(pk__in=work.values())
-                for sample in samples:
-                    run_hooks(sample.host, sample)
-            except Exception:
-                log.exception("after-ingest hooks failed")
-                connections.close_all()  # a broken connection is replaced at the next query
+            for host, sample in work.values():
+                run_hooks(host, sample)
+            if connection.errors_occurred:  # a hook's query failed: is the connection good?
+                if not connection.is_usable():
+                    connections.close_all()  # replaced at the next query
+                connection.errors_occurred = False
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Until every waiting sample's hooks have run (tests, shutdown)."""
@@ -233,7 +234,7 @@ class GroupWriter:
         exception raised; WriterBusy when the push was not written within WAIT seconds."""
         future = self.submit(host, *parts)
         if not futures.wait([future], self.WAIT).done:
-            raise WriterBusy(f"no turn to write within {self.WAIT:.0f} s")
+            raise WriterBusy(self.WAIT)
         return future.result()
 
     def run(self) -> None:
@@ -303,6 +304,9 @@ class GroupWriter:
 
 class WriterBusy(Exception):
     """The writer did not get to a push in time (the database is stuck or overloaded)."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"no turn to write within {waited:.0f} s")
 
 
 class _Push:
@@ -444,14 +448,20 @@ def _identities(host: Host, batch: Batch) -> dict[tuple[int, datetime], "Process
             )
     for key, process in known.items():
         row = rows[key]
+        name, username = row.name[:255], row.username[:100]
+        if process.program and (process.watched_id, process.name, process.exe,
+                                process.cmdline, process.username) == (
+            row.watched_id, name, row.exe, row.cmdline, username
+        ):  # fmt: skip
+            continue  # as nearly always: nothing to compare field by field
         # A watch added or removed since the identity was first stored, or a process
         # that exec'd another program (same pid and create time, new name and command).
         changed = {
             "watched_id": row.watched_id,
-            "name": row.name[:255],
+            "name": name,
             "exe": row.exe,
             "cmdline": row.cmdline,
-            "username": row.username[:100],
+            "username": username,
         }
         changed = {f: v for f, v in changed.items() if getattr(process, f) != v}
         if changed.keys() & {"name", "exe", "cmdline"} or not process.program:

@@ -214,27 +214,25 @@ def _typed(data: dict, key: str, kind: type):
 
 
 def _process_row(data, index: int) -> ProcessRow:
-    where = f"processes[{index}]"
     if not isinstance(data, dict):
-        raise BatchFormatError(f"{where}: a process is an object")
-    values = {}
-    for name, kinds, optional, required in _ROW_SPECS:
-        if name not in data:
-            if required:
-                raise BatchFormatError(f"{where}.{name}: missing")
-            continue
-        value = data[name]
+        raise BatchFormatError(f"processes[{index}]: a process is an object")
+    if not _REQUIRED.issubset(data):
+        missing = next(name for name in ROW_FIELDS if name in _REQUIRED and name not in data)
+        raise BatchFormatError(f"processes[{index}].{missing}: missing")
+    for name, value in data.items():
+        spec = _ROW_SPECS.get(name)
+        if spec is None:
+            unknown = ", ".join(sorted(set(data) - set(ROW_FIELDS)))
+            raise BatchFormatError(f"processes[{index}]: unknown fields {unknown}")
         # Exact types: JSON true is not a number here, and ids must fit 64 bits.
-        ok = (value is None and optional) or type(value) in kinds
-        if not ok:
-            raise BatchFormatError(f"{where}.{name}: wrong type {type(value).__name__}")
-        if type(value) is int and not -(2**63) <= value < 2**63:
-            raise BatchFormatError(f"{where}.{name}: out of range")
-        values[name] = value
-    unknown = set(data) - set(ROW_FIELDS)
-    if unknown:
-        raise BatchFormatError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
-    return ProcessRow(**values)
+        kind = type(value)
+        if kind not in spec[0]:
+            if value is None and spec[1]:
+                continue
+            raise BatchFormatError(f"processes[{index}].{name}: wrong type {kind.__name__}")
+        if kind is int and not -(2**63) <= value < 2**63:
+            raise BatchFormatError(f"processes[{index}].{name}: out of range")
+    return ProcessRow(**data)
 
 
 def _field_kinds(annotation) -> tuple[tuple[type, ...], bool]:
@@ -244,11 +242,10 @@ def _field_kinds(annotation) -> tuple[tuple[type, ...], bool]:
     return kinds, type(None) in members
 
 
-# (name, JSON types, None allowed, required) of each ProcessRow field, worked out once:
-# a hub checks thousands of rows a second.
-_ROW_SPECS = tuple(
-    (f.name, *_field_kinds(f.type), f.default is MISSING) for f in fields(ProcessRow)
-)
+# name -> (JSON types, None allowed) of each ProcessRow field, and the required ones,
+# worked out once: a hub checks thousands of rows a second.
+_ROW_SPECS = {f.name: _field_kinds(f.type) for f in fields(ProcessRow)}
+_REQUIRED = frozenset(f.name for f in fields(ProcessRow) if f.default is MISSING)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from django.core.management import call_command
 from django.db import IntegrityError
 from django.test import Client
@@ -21,7 +20,7 @@ from django.utils import timezone
 from monitoring import agents, ingest
 from monitoring.models import ApiToken, Host, HostSample, ProcessSample
 from monitoring.sampling import Batch
-from ptracker.asgi import application
+from tests.asgi import answer, asgi_request
 from tests.conftest import proc, wire
 from tests.fakes import hooks
 
@@ -112,32 +111,6 @@ def test_a_push_that_cannot_commit_fails_alone_and_the_rest_of_its_group_is_stor
 
 
 # --- through the ASGI application, as Daphne serves it ---------------------------------
-
-
-def asgi_request(method: str, path: str, secret: str, body: bytes = b"") -> ApplicationCommunicator:
-    """One HTTP request to the real ASGI application, its body sent; created inside a
-    running event loop."""
-    headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {secret}".encode())]
-    if body:
-        headers += [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 40000), "server": ("testserver", 80)}  # fmt: skip
-    communicator = ApplicationCommunicator(application, scope)
-    communicator.input_queue.put_nowait({"type": "http.request", "body": body})
-    assert not communicator.future.done()  # started: the application is running it
-    return communicator
-
-
-async def answer(communicator: ApplicationCommunicator) -> tuple[int, dict]:
-    start = await communicator.receive_output(30)
-    content = b""
-    while True:
-        message = await communicator.receive_output(30)
-        content += message.get("body", b"")
-        if not message.get("more_body"):
-            return start["status"], json.loads(content)
 
 
 def gzipped_push(name: str) -> bytes:
