@@ -1,10 +1,10 @@
-"""Many rows of one model in one statement, without a model instance per row.
+"""Rows of a model inserted in one statement, without a model instance per row.
 
-bulk_create() prepares every field of every instance through the ORM: for the rows a
-hub takes by the thousand a second (app-metric records) that cost ten times what the
-database spent storing them. Here each row is a dict of field attnames (missing
-fields get their defaults); only the fields whose value the backend cannot take as it
-is (times, JSON) are prepared, by the field itself.
+bulk_create() and create() prepare every field of every instance through the ORM: for
+the rows a hub takes by the thousand a second (app-metric records, agents' host
+samples) that cost more than the database spent storing them. Here each row is a dict
+of field attnames (missing fields get their defaults); only the fields whose value the
+backend cannot take as it is (times, JSON) are prepared, by the field itself.
 """
 
 from django.db import connection, models
@@ -13,6 +13,25 @@ from django.db import connection, models
 def insert(model: type[models.Model], rows: list[dict]) -> None:
     if not rows:
         return
+    sql, plan = _statement(model)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [_params(plan, row) for row in rows])
+
+
+def insert_one(model: type[models.Model], row: dict) -> int:
+    """Insert one row; its primary key."""
+    sql, plan = _statement(model)
+    with connection.cursor() as cursor:
+        if not connection.features.can_return_columns_from_insert:
+            cursor.execute(sql, _params(plan, row))
+            return cursor.lastrowid
+        pk = connection.ops.quote_name(model._meta.pk.column)
+        cursor.execute(f"{sql} RETURNING {pk}", _params(plan, row))
+        return cursor.fetchone()[0]
+
+
+def _statement(model: type[models.Model]) -> tuple[str, list]:
+    """(the INSERT of every column but the primary key, how to get each value)."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     sql = (
@@ -20,17 +39,15 @@ def insert(model: type[models.Model], rows: list[dict]) -> None:
         f"({', '.join(quote(f.column) for f in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    plan = [(f.attname, f.get_default(), _prepare(f)) for f in fields]  # "" for text, else None
-    params = [
-        tuple(
-            value if prepare is None else prepare(value)
-            for name, default, prepare in plan
-            for value in (row.get(name, default),)
-        )
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    return sql, [(f.attname, f.get_default(), _prepare(f)) for f in fields]
+
+
+def _params(plan: list, row: dict) -> tuple:
+    return tuple(
+        value if prepare is None else prepare(value)
+        for name, default, prepare in plan
+        for value in (row.get(name, default),)
+    )
 
 
 def _prepare(field: models.Field):

@@ -80,6 +80,11 @@ def is_stored(host: Host, batch_id: str, ts: datetime) -> bool:
     are never packed."""
     if HostSample.objects.filter(host=host, batch_id=batch_id).exists():
         return True
+    return is_packed(host, batch_id, ts)
+
+
+def is_packed(host: Host, batch_id: str, ts: datetime) -> bool:
+    """Whether the batch `batch_id` (at `ts`) of `host` is stored in a chunk."""
     return ts < timezone.now() - HOST.hot and HOST.has_batch(host.pk, batch_id, ts)
 
 

@@ -7,6 +7,7 @@ restart of the sampler or a different hub process changes nothing.
 
 import functools
 import logging
+import operator
 import threading
 from collections import namedtuple
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from monitoring import chunks, host_store, rollups
+from monitoring import bulk, chunks, host_store, rollups
 from monitoring.models import (
     Event,
     GpuSample,
@@ -68,19 +69,19 @@ def store(host: Host, batch: Batch, hooks: bool | str = True) -> HostSample | No
     newest = previous_seen is None or batch.ts > previous_seen
     try:
         with transaction.atomic():
-            if batch.id and host_store.is_stored(host, batch.id, batch.ts):
+            # A batch stored as a row is refused by the unique constraint (below); one
+            # already packed into a chunk is looked for there.
+            if batch.id and host_store.is_packed(host, batch.id, batch.ts):
                 return None
-            sample = HostSample.objects.create(
-                host=host,
-                ts=batch.ts,
-                batch_id=batch.id,
-                **{k: v for k, v in batch.host.items() if k in HOST_FIELDS},
-            )
+            values = {k: v for k, v in batch.host.items() if k in HOST_FIELDS}
+            values.update(host_id=host.pk, ts=batch.ts, batch_id=batch.id)
+            sample = HostSample(id=bulk.insert_one(HostSample, values), host=host, **values)
             GpuSample.objects.bulk_create(
                 GpuSample(host=host, ts=batch.ts, **gpu) for gpu in batch.gpus
             )
-            processes = _identities(host, batch)
-            _insert_process_samples(host, batch, processes)
+            rows = {_key(r): r for r in batch.processes}
+            processes = _identities(host, batch, rows)
+            _insert_process_samples(host, batch, rows, processes)
             update = {}
             if newest:
                 _lifecycle(host, batch, processes, previous_seen)
@@ -95,7 +96,7 @@ def store(host: Host, batch: Batch, hooks: bool | str = True) -> HostSample | No
             if batch.ts < timezone.now() - rollups.GRACE:
                 rollups.reopen(host, batch.ts)
     except IntegrityError:
-        # The same batch id stored by a concurrent request a moment ago.
+        # Sent before (a resend), or by a concurrent request a moment ago.
         if batch.id and host_store.is_stored(host, batch.id, batch.ts):
             return None
         raise
@@ -410,12 +411,14 @@ def _params_per_statement() -> int:
     return connection.features.max_query_params or 10_000
 
 
-def _identities(host: Host, batch: Batch) -> dict[tuple[int, datetime], "Process | KnownProcess"]:
+def _identities(
+    host: Host, batch: Batch, rows: dict[tuple[int, datetime], ProcessRow]
+) -> dict[tuple[int, datetime], "Process | KnownProcess"]:
     """The Process row of every stored row: found, refreshed or created (2–3 queries).
 
-    Known identities come back as KnownProcess tuples (as read, before this batch's
-    changes); created ones as Process instances marked `_created`."""
-    rows = {_key(r): r for r in batch.processes}
+    `rows` are the batch's rows by identity (pid, create time). Known identities come
+    back as KnownProcess tuples (as read, before this batch's changes); created ones
+    as Process instances marked `_created`."""
     if not rows:
         return {}
     meta, quote = Process._meta, connection.ops.quote_name
@@ -502,9 +505,10 @@ def _identities(host: Host, batch: Batch) -> dict[tuple[int, datetime], "Process
 
 
 SAMPLE_FIELDS = chunks.RAW.names
+_sample_values = operator.attrgetter(*SAMPLE_FIELDS)
 
 
-def _insert_process_samples(host: Host, batch: Batch, processes: dict) -> None:
+def _insert_process_samples(host: Host, batch: Batch, rows: dict, processes: dict) -> None:
     """One INSERT of many rows, without a model instance per row: bulk_create spent
     more time preparing ~50 rows a batch (a fleet's hub stores thousands a second)
     than the database spent storing them. Columns come from the model. (A multi-row
@@ -519,18 +523,12 @@ def _insert_process_samples(host: Host, batch: Batch, processes: dict) -> None:
         f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
     )
     ts = connection.ops.adapt_datetimefield_value(batch.ts)
-    rows = [
-        (
-            ts,
-            host.pk,
-            processes[_key(row)].pk,
-            *(getattr(row, f) for f in SAMPLE_FIELDS),
-            row.status[:12],
-        )  # fmt: skip
-        for row in batch.processes
+    params = [
+        (ts, host.pk, processes[key].pk, *_sample_values(row), row.status[:12])
+        for key, row in rows.items()
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.executemany(sql, params)
 
 
 def _watched_alive_sql() -> str:
