@@ -395,6 +395,17 @@ def describe(rows: list[tuple[float, int, float]], seconds: float) -> dict:
     }
 
 
+def timeline(rows: list[tuple[float, int, float]], t0: float, t1: float, step: float = 10.0) -> str:
+    """The p95 of each `step` seconds, in ms: a pause of the hub shows as one high value."""
+    windows = []
+    start = t0
+    while start < t1 - 1:
+        latencies = [r[2] * 1000 for r in rows if start <= r[0] < start + step and r[1] == 200]
+        windows.append(f"{pct(latencies, 0.95):.0f}")
+        start += step
+    return " ".join(windows) + " ms"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=500)
@@ -439,6 +450,7 @@ def main() -> int:
             f"(offered {args.agents / args.interval:.1f}/s; failed {steady['failed']})"
         )
         print(f"  ingest p50 / p95     {steady['p50_ms']:8.1f} / {steady['p95_ms']:.1f} ms")
+        print(f"  p95 each 10 s        {timeline(load.window(t0, t1), t0, t1)}")
         print(
             f"  rows written/s       {written / (t1 - t0):8.0f}   "
             f"({(rows1[1] - rows0[1]) / max(1, rows1[0] - rows0[0]):.0f} process rows a batch)"

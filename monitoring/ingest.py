@@ -6,9 +6,12 @@ restart of the sampler or a different hub process changes nothing.
 """
 
 import functools
+import heapq
+import itertools
 import logging
 import operator
 import threading
+import time
 from collections import namedtuple
 from collections.abc import Callable
 from concurrent import futures
@@ -181,13 +184,22 @@ class GroupWriter:
     commit per group costs less than one per push, on PostgreSQL too. A push's outcome
     is known only once it is committed, so an agent is answered only then. A push that
     fails fails alone: when a group cannot commit, its pushes are written again one by
-    one. `commits` and `pushes` count what the writer did since the process started."""
+    one. `commits` and `pushes` count what the writer did since the process started.
+
+    A push in parts (an agent's backlog) gets at most BACKLOG_SHARE of the writer: after
+    each part it rests, out of the queue, for as long again as that part took times
+    (1/BACKLOG_SHARE - 1). Written flat out, one agent's hour of backlog held the live
+    pushes of a whole fleet up several times over; it still lands in well under a
+    minute, and when a whole fleet catches up at once, each agent's backlog goes at that
+    pace side by side."""
 
     MAX_GROUP = 64
     WAIT = 120.0  # seconds a request waits for its turn before giving up (a 503)
+    BACKLOG_SHARE = 0.125
 
     def __init__(self) -> None:
         self.queue: list[_Push] = []
+        self.resting: list[tuple[float, int, _Push]] = []  # (due, order, push), a heap
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
         self.commits = 0  # transactions committed
@@ -241,8 +253,10 @@ class GroupWriter:
     def run(self) -> None:
         while True:
             with self.changed:
-                while not self.queue:
-                    if not self.changed.wait(IDLE) and not self.queue:
+                while not self._ready():
+                    rest = self.resting[0][0] - time.monotonic() if self.resting else IDLE
+                    idle = not self.changed.wait(max(0.0, min(rest, IDLE)))
+                    if idle and not self._ready() and not self.resting:
                         connections.close_all()  # this thread's: none held while idle
                         self.changed.wait()
                 group, self.queue = self.queue[: self.MAX_GROUP], self.queue[self.MAX_GROUP :]
@@ -267,8 +281,15 @@ class GroupWriter:
             finally:
                 self._committed(group)
 
+    def _ready(self) -> bool:
+        """Whether a push waits in the queue, once the rested ones are back in it."""
+        now = time.monotonic()
+        while self.resting and self.resting[0][0] <= now:
+            self.queue.append(heapq.heappop(self.resting)[2])
+        return bool(self.queue)
+
     def _committed(self, group: list["_Push"]) -> None:
-        """Answer the pushes of a group, or queue their next part behind the others."""
+        """Answer the pushes of a group, or set their next part to rest (BACKLOG_SHARE)."""
         again = []
         for push in group:
             push.done += 1
@@ -279,8 +300,11 @@ class GroupWriter:
             else:
                 push.future.set_result(push.result)
         if again:
+            now, rest = time.monotonic(), 1 / self.BACKLOG_SHARE - 1
             with self.changed:
-                self.queue.extend(again)
+                for push in again:
+                    heapq.heappush(self.resting, (now + rest * push.spent, next(_order), push))
+                self.changed.notify_all()
 
     @staticmethod
     def _write(group: list["_Push"]) -> None:
@@ -296,11 +320,13 @@ class GroupWriter:
                 push.error = Host.DoesNotExist(f"no host with id {pk}")
                 continue
             hosts[pk] = host
+            started = time.perf_counter()
             try:
                 with transaction.atomic():  # a savepoint: a failing push fails alone
                     push.result = push.parts[push.done](host)
             except Exception as exc:
                 push.error = exc
+            push.spent = time.perf_counter() - started
 
 
 class WriterBusy(Exception):
@@ -310,13 +336,17 @@ class WriterBusy(Exception):
         super().__init__(f"no turn to write within {waited:.0f} s")
 
 
+_order = itertools.count()  # ties in GroupWriter.resting: first come, first served
+
+
 class _Push:
-    __slots__ = ("host", "parts", "done", "future", "result", "error")
+    __slots__ = ("host", "parts", "done", "future", "result", "error", "spent")
 
     def __init__(self, host: Host | int, parts: tuple, future: Future) -> None:
         self.host, self.parts, self.future = host, parts, future
         self.done = 0  # parts committed
         self.result, self.error = None, None
+        self.spent = 0.0  # seconds its last part took to write
 
 
 writer = GroupWriter()

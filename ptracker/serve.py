@@ -56,6 +56,11 @@ def serve(bind: str, port: int, fd: int | None = None) -> int:
     # process: out of the cyclic collector's sight, a full collection (prompted by the
     # sampler's churn) scans only what was made since.
     gc.freeze()
+    # A thread that computes (the minute's rollups) keeps the GIL for the whole switch
+    # interval each time one that mostly waits on the database (the ingest writer)
+    # lets it go, which is at every statement: at Python's 5 ms the writer ran 10x
+    # slower while the rollups ran, and a fleet's pushes queued for seconds.
+    sys.setswitchinterval(0.001)
     server.run()
     if runner:
         print("ptracker: stopping…", flush=True)

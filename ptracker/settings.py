@@ -329,6 +329,7 @@ def database() -> dict:
     else:
         config = sqlite_default
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["ENGINE"] = "ptracker.db.sqlite3"  # Django's, its writers taking turns
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
         # A file, not :memory:, so that tests can share the database across threads

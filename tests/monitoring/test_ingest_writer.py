@@ -6,8 +6,10 @@ writes, the others and the test must see only once it is committed.
 
 import asyncio
 import gzip
+import itertools
 import json
 import threading
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -239,14 +241,37 @@ def test_a_push_in_parts_lets_the_pushes_queued_meanwhile_go_between_its_parts()
 
         return write
 
-    commits = ingest.writer.commits
     long = ingest.writer.submit(long_host, part("1", held=True), part("2"), part("3"))
     assert inside.wait(10)
     other = ingest.writer.submit(other_host, part("other"))
     gate.set()
     assert long.result(10) == "3" and other.result(10) == "other"
     assert order == ["1", "other", "2", "3"]
-    assert ingest.writer.commits - commits == 3  # "other" and part 2 shared one
+
+
+def test_a_push_in_parts_takes_only_its_share_of_the_writer():
+    (long_host, _), (other_host, _) = add_host("a"), add_host("b")
+    spans: list[tuple[str, float, float]] = []
+
+    def part(name: str, seconds: float):
+        def write(host: Host) -> str:
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                pass  # busy, as writing a backlog's batches is
+            spans.append((name, start, time.perf_counter()))
+            return name
+
+        return write
+
+    backlog = ingest.writer.submit(long_host, *(part(f"part {i}", 0.05) for i in range(3)))
+    live = [ingest.writer.submit(other_host, part(f"live {i}", 0.001)) for i in range(3)]
+    assert backlog.result(30) == "part 2" and [f.result(10) for f in live]
+    parts = [(start, end) for name, start, end in spans if name.startswith("part")]
+    rest = 1 / ingest.writer.BACKLOG_SHARE - 1
+    for (_, end), (start, _) in itertools.pairwise(parts):
+        assert start - end >= rest * 0.05  # at least: rested as long again as it wrote, times rest
+    # The live pushes did not wait for the backlog's rest.
+    assert [name for name, _, _ in spans][:3] == ["part 0", "live 0", "live 1"]
 
 
 def test_a_backlog_pushed_in_parts_is_stored_whole_and_only_its_newest_batch_is_news(settings):
