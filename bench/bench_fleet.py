@@ -16,6 +16,8 @@ After --warmup seconds it measures for --seconds:
 * accepted batches per second, and ingest latency (request sent to answer read)
   p50/p95;
 * the CPU the hub used a batch, and the share of a core the load generator took;
+  the CPU of the whole machine a batch (the hub, its database, Redis: what sizing a
+  machine for a fleet needs), less the load generator's;
 * rows written per second (host samples + process samples) and database growth;
 * then, with --backfill, one agent sends an hour of spool (720 batches, 100 per
   request, back to back) while the others go on: how long the hour takes to be
@@ -395,6 +397,12 @@ def describe(rows: list[tuple[float, int, float]], seconds: float) -> dict:
     }
 
 
+def machine_cpu() -> float:
+    """CPU seconds every process of the machine has used (all cores, idle excluded)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
 def timeline(rows: list[tuple[float, int, float]], t0: float, t1: float, step: float = 10.0) -> str:
     """The p95 of each `step` seconds, in ms: a pause of the hub shows as one high value."""
     windows = []
@@ -437,10 +445,11 @@ def main() -> int:
         load.start()
         time.sleep(args.warmup)
         rows0, bytes0 = hub.rows(), hub.db_bytes(data_dir)
-        cpu0, t0 = (hub.cpu(), time.process_time()), time.monotonic()
+        cpu0, t0 = (hub.cpu(), time.process_time(), machine_cpu()), time.monotonic()
         time.sleep(args.seconds)
         t1 = time.monotonic()
         hub_cpu, own_cpu = hub.cpu() - cpu0[0], time.process_time() - cpu0[1]
+        all_cpu = machine_cpu() - cpu0[2] - own_cpu  # the hub, its database, Redis, …
         rows1, bytes1 = hub.rows(), hub.db_bytes(data_dir)
         steady = describe(load.window(t0, t1), t1 - t0)
         written = (rows1[0] - rows0[0]) + (rows1[1] - rows0[1])
@@ -464,6 +473,11 @@ def main() -> int:
             f"  CPU                  {hub_cpu / (t1 - t0) * 100:8.0f} % hub "
             f"({hub_cpu / accepted * 1000:.1f} ms a batch), "
             f"{own_cpu / (t1 - t0) * 100:.0f} % load generator"
+        )
+        print(
+            f"  CPU, whole machine   {all_cpu / (t1 - t0) * 100:8.0f} % of one core "
+            f"({all_cpu / accepted * 1000:.1f} ms a batch: the hub's processes, the "
+            f"database, Redis, all else but the load generator; {psutil.cpu_count()} cores)"
         )
         target = 500 if args.postgres else 100
         offered = args.agents / args.interval

@@ -77,8 +77,9 @@ def store(host: Host, batch: Batch, hooks: bool | str = True) -> HostSample | No
             if batch.id and host_store.is_packed(host, batch.id, batch.ts):
                 return None
             values = {k: v for k, v in batch.host.items() if k in HOST_FIELDS}
-            values.update(host_id=host.pk, ts=batch.ts, batch_id=batch.id)
-            sample = HostSample(id=bulk.insert_one(HostSample, values), host=host, **values)
+            values.update(ts=batch.ts, batch_id=batch.id)
+            pk = bulk.insert_one(HostSample, {**values, "host_id": host.pk})
+            sample = HostSample(id=pk, host=host, **values)
             GpuSample.objects.bulk_create(
                 GpuSample(host=host, ts=batch.ts, **gpu) for gpu in batch.gpus
             )
@@ -187,8 +188,8 @@ class GroupWriter:
     one. `commits` and `pushes` count what the writer did since the process started.
 
     A push in parts (an agent's backlog) gets at most BACKLOG_SHARE of the writer: after
-    each part it rests, out of the queue, for as long again as that part took times
-    (1/BACKLOG_SHARE - 1). Written flat out, one agent's hour of backlog held the live
+    each part it rests, out of the queue, 1/BACKLOG_SHARE - 1 times as long as the part
+    took to write. Written flat out, one agent's hour of backlog held the live
     pushes of a whole fleet up several times over; it still lands in well under a
     minute, and when a whole fleet catches up at once, each agent's backlog goes at that
     pace side by side."""

@@ -140,7 +140,8 @@ class StaleToken(Exception):
     """The host's row no longer matches the remembered token (revoked, disabled, renamed)."""
 
 
-TOO_LARGE = BadParameter("body", "too large: send fewer batches per request")
+def too_large() -> BadParameter:
+    return BadParameter("body", "too large: send fewer batches per request")
 
 
 class Push:
@@ -216,7 +217,7 @@ def answer(request: HttpRequest, host: Host, digest: str, name: str) -> tuple[in
     try:
         body = request.body
     except RequestDataTooBig:
-        body = TOO_LARGE
+        body = too_large()
     gzipped = request.headers.get("Content-Encoding", "").lower() == "gzip"
     try:
         push = Push(body, gzipped, digest, name)
@@ -318,7 +319,7 @@ class KnownPushes:
 
 
 async def read_body(receive) -> bytes | BadParameter | None:
-    """A request's body; TOO_LARGE past DATA_UPLOAD_MAX_MEMORY_SIZE, as Django's; None
+    """A request's body; too_large() past DATA_UPLOAD_MAX_MEMORY_SIZE, as Django's; None
     when the client disconnected first."""
     limit, chunks, size = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, [], 0
     while True:
@@ -328,7 +329,7 @@ async def read_body(receive) -> bytes | BadParameter | None:
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if limit is not None and size > limit:
-            return TOO_LARGE
+            return too_large()
         if not message.get("more_body", False):
             return b"".join(chunks)
 
