@@ -420,7 +420,11 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=5)
     parser.add_argument("--processes", type=int, default=50, help="per batch")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured period")
-    parser.add_argument("--warmup", type=float, default=15.0)
+    parser.add_argument(
+        "--warmup", type=float, default=30.0,
+        help="seconds before measuring: every agent's first push (a token lookup) and the "
+        "hub's first minute of background work (a first prune, rollups) are behind it",
+    )  # fmt: skip
     parser.add_argument("--web", type=int, default=1, help="Daphne processes")
     parser.add_argument("--postgres", help="postgres:// URL of an empty database to use")
     parser.add_argument("--redis", help="redis:// URL for the channel layer and broker")

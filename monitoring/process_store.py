@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from monitoring import chunks
+from monitoring import background, chunks
 from monitoring.models import Host, Process, ProcessChunk, ProcessRollup, ProcessSample
 from monitoring.models import Rollup as RollupModel
 
@@ -246,6 +246,7 @@ class Store:
                     "%s (tier %ss) of host %s from %s not packed: %s",
                     self.what, self.resolution, host_id, start, exc,
                 )  # fmt: skip
+            background.pace()
         return written
 
     def _pack_one(self, host_id: int, start: datetime) -> int:

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
+from monitoring import background
 from monitoring.models import (
     Event,
     GpuSample,
@@ -33,6 +34,8 @@ CHUNK_BATCH = 50  # chunks hold thousands of entries each
 
 
 def delete_in_batches(queryset, batch: int = BATCH) -> int:
+    if not queryset.exists():  # as is usual: then no write transaction, no turn taken
+        return 0
     deleted = 0
     while True:
         with transaction.atomic():
@@ -68,6 +71,7 @@ def prune(now=None, batch: int = BATCH) -> dict[str, int]:
             counts[key] += delete_in_batches(old, batch)
             packed = ProcessChunk.objects.filter(host=host, resolution=resolution, end__lte=cutoff)
             counts["process_chunks"] += delete_in_batches(packed, CHUNK_BATCH)
+        background.pace()
     if raw_cutoff is not None:
         counts["host_samples"] = delete_in_batches(
             HostSample.objects.filter(ts__lt=raw_cutoff), batch

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from monitoring import host_store, process_store
+from monitoring import background, host_store, process_store
 from monitoring.models import (
     GpuSample,
     Host,
@@ -383,4 +383,5 @@ def roll_up(now: datetime | None = None) -> int:
     for host in Host.objects.all():
         written += roll_up_host(host, Rollup.MINUTE, now)
         written += roll_up_host(host, Rollup.HOUR, now)
+        background.pace()
     return written

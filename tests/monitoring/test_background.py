@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from monitoring import ingest
+from monitoring import background, ingest
 from monitoring.background import Runner, enqueue
 from monitoring.models import Event, HostSample, Lease
 from monitoring.tasks import sampler_lease_name
@@ -92,3 +92,37 @@ def test_schedules_run_as_soon_as_the_runner_starts(runner, host):
     checks = {"notice silent hosts": ("monitoring.tasks.check_hosts", 1)}
     runner(checks)  # the next tick is a minute away
     wait_for(lambda: Event.objects.filter(kind="host_down").exists(), timeout=3)
+
+
+def busy_then_pace(out: list, seconds: float = 0.2) -> None:
+    """A job's unit of work (computing, as rollups do), then pace(); appends (CPU worked,
+    seconds rested) to `out`."""
+    start = time.thread_time()
+    while time.thread_time() - start < seconds:
+        pass
+    before = time.monotonic()
+    background.pace()
+    out.append((time.thread_time() - start, time.monotonic() - before))
+
+
+def test_a_long_job_beside_the_web_server_rests_while_others_work(runner):
+    paced = []
+    runner({}).submit("tests.monitoring.test_background.busy_then_pace", {"out": paced})
+    wait_for(lambda: paced)
+    worked, rested = paced[0]
+    assert worked >= 0.2 and rested >= background.REST * 0.2
+
+
+def test_pace_does_nothing_outside_a_runner():
+    paced = []
+    busy_then_pace(paced)  # as in a cluster's task, a test or a management command
+    assert paced[0][1] < background.REST * 0.2 / 2
+
+
+def test_a_resting_job_stops_at_once_with_the_runner(runner):
+    paced = []
+    r = runner({})
+    r.submit("tests.monitoring.test_background.busy_then_pace", {"out": paced, "seconds": 1.0})
+    time.sleep(1.5)  # in its rest of 3 s
+    assert r.shutdown(1.0) == []
+    assert paced and paced[0][1] < 1.0
