@@ -44,6 +44,7 @@ an hour of backfill absorbed in <= 60 s without the others' p95 growing over 2x.
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -181,8 +182,15 @@ class Hub:
                 os.killpg(child.pid, signal.SIGKILL)
 
     def cpu(self) -> float:
-        """CPU seconds the hub's processes have used so far."""
-        return sum(sum(psutil.Process(c.pid).cpu_times()[:2]) for c in self.children)
+        """CPU seconds the hub's processes (those running now: the web processes, a
+        cluster's workers under its supervisor) have used so far."""
+        total = 0.0
+        for child in self.children:
+            root = psutil.Process(child.pid)
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):  # gone meanwhile
+                    total += sum(process.cpu_times()[:2])
+        return total
 
     def rows(self) -> tuple[int, int]:
         """(host samples, process samples) stored so far."""
