@@ -485,11 +485,13 @@ def _identities(
                 key = (values[PID], created)
                 if key in rows:
                     known[key] = KnownProcess(*values)
+        # Forward only: a backlog's batch, older than what is stored, changes nothing.
         last_seen = connection.ops.adapt_datetimefield_value(batch.ts)
-        for ids in _chunked([p.pk for p in known.values()], step):
+        for ids in _chunked([p.pk for p in known.values()], step - 1):
             cursor.execute(
-                f"UPDATE {table} SET last_seen = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
-                [last_seen, *ids],
+                f"UPDATE {table} SET last_seen = %s "
+                f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND last_seen < %s",
+                [last_seen, *ids, last_seen],
             )
     for key, process in known.items():
         row = rows[key]

@@ -290,7 +290,9 @@ class Process(models.Model):
             models.UniqueConstraint(fields=["host", "pid", "create_time"], name="process_identity")
         ]
         indexes = [
-            models.Index(fields=["host", "last_seen"]),
+            # No index holds last_seen: every batch moves it for each running process,
+            # and an indexed column would make each of those an index write too (on
+            # PostgreSQL a new entry in every index of the table, as no update is HOT).
             models.Index(fields=["host", "program", "create_time"]),  # a program's runs
         ]
         verbose_name_plural = "processes"

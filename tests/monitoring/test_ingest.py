@@ -53,6 +53,35 @@ def test_it_keeps_one_identity_per_pid_and_create_time(host):
     assert identities[1].samples.count() == 1
 
 
+def test_a_backlogs_older_batch_leaves_a_process_last_seen_where_it_was(host):
+    newest = T0 + timedelta(seconds=60)
+    ingest.store(host, batch(newest, [proc(10, create_time=1000.5)]))
+    ingest.store(host, batch(T0 + timedelta(seconds=5), [proc(10, create_time=1000.5)]))
+    ingest.store(host, batch(T0, [proc(10, create_time=1000.5)]))
+    process = Process.objects.get()
+    assert process.last_seen == newest
+    assert process.samples.count() == 3
+
+
+def test_moving_last_seen_writes_no_index_entry_on_postgresql(host):
+    """Every batch moves last_seen for each running process: on PostgreSQL those updates
+    must be heap-only (no indexed column changes), or a fleet's hub writes an entry in
+    every index of the table for each process every few seconds."""
+    if connection.vendor != "postgresql":
+        pytest.skip("heap-only updates are PostgreSQL's")
+    running = [proc(n) for n in (10, 11, 12)]
+    for tick in range(3):
+        ingest.store(host, batch(T0 + timedelta(seconds=5 * tick), running))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), "
+            "pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+            [Process._meta.db_table] * 2,
+        )
+        updated, heap_only = cursor.fetchone()
+    assert (updated, heap_only) == (6, 6)
+
+
 def test_a_process_that_execs_another_program_keeps_its_identity_with_the_new_command(host):
     ingest.store(host, batch(T0, [proc(10, name="sh", cmdline="sh -c 'exec server'")]))
     later = T0 + timedelta(seconds=5)
