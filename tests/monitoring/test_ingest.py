@@ -69,17 +69,24 @@ def test_moving_last_seen_writes_no_index_entry_on_postgresql(host):
     every index of the table for each process every few seconds."""
     if connection.vendor != "postgresql":
         pytest.skip("heap-only updates are PostgreSQL's")
+
+    def updates() -> tuple[int, int]:
+        # The backend's counts not yet reported, from this transaction and maybe others.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), "
+                "pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+                [Process._meta.db_table] * 2,
+            )
+            return cursor.fetchone()
+
     running = [proc(n) for n in (10, 11, 12)]
-    for tick in range(3):
+    ingest.store(host, batch(T0, running))
+    before = updates()
+    for tick in (1, 2):
         ingest.store(host, batch(T0 + timedelta(seconds=5 * tick), running))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), "
-            "pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
-            [Process._meta.db_table] * 2,
-        )
-        updated, heap_only = cursor.fetchone()
-    assert (updated, heap_only) == (6, 6)
+    after = updates()
+    assert (after[0] - before[0], after[1] - before[1]) == (6, 6)
 
 
 def test_a_process_that_execs_another_program_keeps_its_identity_with_the_new_command(host):
