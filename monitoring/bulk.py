@@ -13,9 +13,30 @@ from django.db import connection, models
 def insert(model: type[models.Model], rows: list[dict]) -> None:
     if not rows:
         return
-    sql, plan = _statement(model)
+    fields = _fields(model)
+    plan = _plan(fields)
+    write(model._meta.db_table, [f.column for f in fields], [_params(plan, row) for row in rows])
+
+
+def write(table: str, columns: list[str], rows: list[tuple]) -> None:
+    """Rows of values (as the backend takes them) into `table`'s `columns`: on PostgreSQL
+    with one COPY, elsewhere with executemany().
+
+    PostgreSQL runs an INSERT once per row of executemany(), each with its own bind and
+    executor start: for a batch's 50 process samples COPY took a quarter less of the
+    server's CPU and half of ours (bench_fleet's batches, 1,500 of them, committed one
+    by one)."""
+    quote = connection.ops.quote_name
+    into = f"{quote(table)} ({', '.join(quote(c) for c in columns)})"
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [_params(plan, row) for row in rows])
+        if connection.vendor == "postgresql":
+            with cursor.copy(f"COPY {into} FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(
+                f"INSERT INTO {into} VALUES ({', '.join(['%s'] * len(columns))})", rows
+            )
 
 
 def insert_one(model: type[models.Model], row: dict) -> int:
@@ -30,16 +51,26 @@ def insert_one(model: type[models.Model], row: dict) -> int:
         return cursor.fetchone()[0]
 
 
+def _fields(model: type[models.Model]) -> list[models.Field]:
+    """Every column but the primary key."""
+    return [f for f in model._meta.concrete_fields if not f.primary_key]
+
+
+def _plan(fields: list[models.Field]) -> list:
+    """How to get each field's value from a row."""
+    return [(f.attname, f.get_default(), _prepare(f)) for f in fields]
+
+
 def _statement(model: type[models.Model]) -> tuple[str, list]:
     """(the INSERT of every column but the primary key, how to get each value)."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    fields = _fields(model)
     quote = connection.ops.quote_name
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} "
         f"({', '.join(quote(f.column) for f in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    return sql, [(f.attname, f.get_default(), _prepare(f)) for f in fields]
+    return sql, _plan(fields)
 
 
 def _params(plan: list, row: dict) -> tuple:

@@ -137,7 +137,7 @@ class Host(models.Model):
 class HostSample(models.Model):
     """One row per host per tick. Rates are None on the first sample after a start."""
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="samples")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="samples", db_index=False)
     ts = models.DateTimeField()
     cpu_percent = models.FloatField(null=True)
     per_cpu = models.JSONField(default=list)  # [percent, ...] rounded to 0.1
@@ -183,7 +183,7 @@ class HostSample(models.Model):
 
 
 class GpuSample(models.Model):
-    host = models.ForeignKey(Host, models.CASCADE, related_name="gpu_samples")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="gpu_samples", db_index=False)
     ts = models.DateTimeField()
     index = models.PositiveSmallIntegerField()
     uuid = models.CharField(max_length=100, blank=True)
@@ -266,7 +266,7 @@ class WatchedProcess(models.Model):
 class Process(models.Model):
     """One process identity: pid + create_time, since pids are reused."""
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="processes")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="processes", db_index=False)
     pid = models.PositiveIntegerField()
     create_time = models.DateTimeField()
     ppid = models.PositiveIntegerField(null=True)
@@ -310,8 +310,8 @@ class Process(models.Model):
 
 class ProcessSample(models.Model):
     ts = models.DateTimeField()
-    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
-    process = models.ForeignKey(Process, models.CASCADE, related_name="samples")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+", db_index=False)
+    process = models.ForeignKey(Process, models.CASCADE, related_name="samples", db_index=False)
     cpu_percent = models.FloatField(null=True)  # of one core: 250 means 2.5 cores
     rss = models.BigIntegerField(null=True)
     vms = models.BigIntegerField(null=True)
@@ -338,7 +338,7 @@ class ProcessChunk(models.Model):
     foreign keys: a reader skips those whose identity is gone, and retention keeps an
     identity as long as its longest tier (Process.history_tier)."""
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+", db_index=False)
     resolution = models.PositiveIntegerField()  # 0: raw samples; 60, 3600: rollups
     start = models.DateTimeField()
     end = models.DateTimeField()  # exclusive
@@ -358,7 +358,7 @@ class HostChunk(models.Model):
     reader of process history filters ProcessChunk by resolution alone, and retention
     and the indexes of the two stay apart."""
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+", db_index=False)
     start = models.DateTimeField()
     end = models.DateTimeField()  # exclusive
     samples = models.PositiveIntegerField()
@@ -373,7 +373,7 @@ class HostChunk(models.Model):
 class Service(models.Model):
     """A systemd unit of a host as last read: failed units and those of its patterns."""
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="services")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="services", db_index=False)
     unit = models.CharField(max_length=255)
     description = models.CharField(max_length=255, blank=True)
     active_state = models.CharField(max_length=20)
@@ -430,7 +430,7 @@ class Event(models.Model):
     # concerns one run (pid + start time) and runs are never folded together.
     COLLAPSE_WINDOW = timedelta(minutes=5)
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="events")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="events", db_index=False)
     process = models.ForeignKey(Process, models.SET_NULL, null=True, blank=True)
     kind = models.CharField(max_length=40, choices=event_kinds)
     ts = models.DateTimeField(default=timezone.now)
@@ -474,7 +474,7 @@ class Rollup(models.Model):
     HOUR = 3600
     RESOLUTIONS = [(MINUTE, "1 minute"), (HOUR, "1 hour")]
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="rollups")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="rollups", db_index=False)
     resolution = models.PositiveIntegerField(choices=RESOLUTIONS)
     series = models.CharField(max_length=40)
     bucket = models.DateTimeField()
@@ -498,10 +498,10 @@ class ProcessRollup(models.Model):
     the samples the process was in (`samples`), so a process present for part of a
     bucket is not diluted by the samples it missed."""
 
-    host = models.ForeignKey(Host, models.CASCADE, related_name="+")
+    host = models.ForeignKey(Host, models.CASCADE, related_name="+", db_index=False)
     resolution = models.PositiveIntegerField(choices=Rollup.RESOLUTIONS)
     bucket = models.DateTimeField()
-    process = models.ForeignKey(Process, models.CASCADE, related_name="rollups")
+    process = models.ForeignKey(Process, models.CASCADE, related_name="rollups", db_index=False)
     samples = models.PositiveIntegerField()
     cpu_avg = models.FloatField(null=True)  # % of one core
     cpu_max = models.FloatField(null=True)
@@ -525,7 +525,7 @@ class ProcessRollup(models.Model):
 class RollupState(models.Model):
     """Watermark: everything of `host` before `done_until` is rolled up at `resolution`."""
 
-    host = models.ForeignKey(Host, models.CASCADE)
+    host = models.ForeignKey(Host, models.CASCADE, db_index=False)
     resolution = models.PositiveIntegerField(choices=Rollup.RESOLUTIONS)
     done_until = models.DateTimeField()
 
