@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import json
 import threading
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -18,8 +19,10 @@ from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from monitoring import ingest
+from monitoring.api import agents
+from monitoring.api.agents import KnownPushes
 from monitoring.models import Host, HostSample
-from tests.asgi import asgi_request, response
+from tests.asgi import answer, asgi_request, response
 from tests.conftest import proc, wire
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -191,6 +194,42 @@ def test_a_push_the_writer_cannot_take_in_time_is_answered_503_and_written_later
             break
         threading.Event().wait(0.01)
     assert HostSample.objects.count() == 2
+    assert ingest.later.wait_idle()
+
+
+def test_a_live_push_is_not_held_up_by_a_backlog_being_checked(agent, monkeypatch):
+    """Checking a backlog's 100 batches takes ~100 ms of CPU: the live pushes of every
+    other agent must not queue behind it."""
+    host, secret = agent
+    assert push(secret)[0] == 200
+    start = timezone.now() - timedelta(hours=1)
+    backlog = body(batches=[wire(start + timedelta(seconds=5 * i), processes=[proc(10)])
+                            for i in range(100)])  # fmt: skip
+    monkeypatch.setattr(KnownPushes, "BACKLOG", len(body()) * 4)
+    assert len(backlog) > KnownPushes.BACKLOG
+    real, gate, inside = agents.parse, threading.Event(), threading.Event()
+
+    def slow(payload):  # the backlog's check, held until the live push is answered
+        if len(payload["batches"]) > 1:
+            inside.set()
+            gate.wait(30)
+        return real(payload)
+
+    monkeypatch.setattr(agents, "parse", slow)
+
+    async def both():
+        held = asgi_request("POST", URL, secret, backlog)
+        assert await asyncio.to_thread(inside.wait, 10)
+        try:
+            live = await asyncio.wait_for(answer(asgi_request("POST", URL, secret, body())), 10)
+        finally:
+            gate.set()
+        return live, await answer(held)
+
+    (status, live), (backlog_status, stored) = asyncio.run(both())
+    assert (status, live["stored"]) == (200, 1)
+    assert (backlog_status, stored["stored"]) == (200, 100)
+    assert HostSample.objects.filter(host=host).count() == 102
     assert ingest.later.wait_idle()
 
 
