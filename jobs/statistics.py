@@ -18,36 +18,63 @@ from jobs.models import GpuLease, LeaseRecord
 
 def summary(records=None, now=None) -> dict:
     """The seed's statistics (total_attempts … average_execution_time) and more."""
-    now = now or timezone.now()
     records = LeaseRecord.objects.all() if records is None else records
-    counts = dict(records.values_list("action").annotate(n=Count("id")).order_by())
-    granted = records.filter(action="acquire").aggregate(n=Count("handle", distinct=True))["n"]
-    refused, timed_out = counts.get("refused", 0), counts.get("timeout", 0)
-    attempts = granted + refused + timed_out
-    held = records.filter(action__in=LeaseRecord.ENDINGS).aggregate(avg=Avg("held"))["avg"]
-    waits = records.filter(action="acquire", waited__gt=0).aggregate(
-        n=Count("handle", distinct=True), avg=Avg("waited")
-    )
+    return summaries(records, None, now)[None]
+
+
+def summaries(records, by: str | None, now=None) -> dict:
+    """summary() of the records grouped by the field `by` ({value: summary}), each
+    figure one query for every group at once: the GPUs page shows one per host, and
+    a fleet has hundreds. With `by` None, one group under the key None, empty or not."""
+    now = now or timezone.now()
+
+    def grouped(found, *fields, **figures) -> dict:
+        """{(group, *fields' values): row of figures}"""
+        group = [by, *fields] if by else list(fields)
+        if not group:
+            return {(None,): found.aggregate(**figures)}
+        rows = found.values(*group).annotate(**figures).order_by()
+        return {(r[by] if by else None, *(r[f] for f in fields)): r for r in rows}
+
+    handles = Count("handle", distinct=True)
+    counts = grouped(records, "action", n=Count("id"))
+    granted = grouped(records.filter(action="acquire"), n=handles)
+    held = grouped(records.filter(action__in=LeaseRecord.ENDINGS), avg=Avg("held"))
+    waits = grouped(records.filter(action="acquire", waited__gt=0), n=handles, avg=Avg("waited"))
     recent = records.filter(ts__gte=now - timedelta(hours=1))
-    recent_granted = recent.filter(action="acquire").aggregate(n=Count("handle", distinct=True))
-    recent_failed = recent.filter(action__in=("refused", "timeout")).count()
-    recent_attempts = recent_granted["n"] + recent_failed
-    return {
-        "total_attempts": attempts,
-        "success_count": granted,
-        "timeout_count": timed_out,
-        "failure_count": refused,
-        "average_execution_time": _round(held),
-        "success_rate": _ratio(granted, attempts),
-        "timeout_rate": _ratio(timed_out, attempts),
-        "recent_success_rate": _ratio(recent_granted["n"], recent_attempts),
-        "released_count": counts.get("release", 0),
-        "expired_count": counts.get("expire", 0),
-        "holder_gone_count": counts.get("holder_gone", 0),
-        "force_released_count": counts.get("force_release", 0),
-        "wait_count": waits["n"],
-        "average_wait_time": _round(waits["avg"]),
-    }
+    recent_granted = grouped(recent.filter(action="acquire"), n=handles)
+    recent_failed = grouped(recent.filter(action__in=("refused", "timeout")), n=Count("id"))
+    keys = {key[0] for key in counts} | ({None} if by is None else set())
+
+    def figure(found: dict, key, name: str, action: str | None = None, empty=0):
+        row = found.get((key, action) if action else (key,))
+        return empty if row is None else row[name]
+
+    result = {}
+    for key in keys:
+        ok = figure(granted, key, "n")
+        refused = figure(counts, key, "n", "refused")
+        timed_out = figure(counts, key, "n", "timeout")
+        attempts = ok + refused + timed_out
+        recent_ok = figure(recent_granted, key, "n")
+        recent_attempts = recent_ok + figure(recent_failed, key, "n")
+        result[key] = {
+            "total_attempts": attempts,
+            "success_count": ok,
+            "timeout_count": timed_out,
+            "failure_count": refused,
+            "average_execution_time": _round(figure(held, key, "avg", empty=None)),
+            "success_rate": _ratio(ok, attempts),
+            "timeout_rate": _ratio(timed_out, attempts),
+            "recent_success_rate": _ratio(recent_ok, recent_attempts),
+            "released_count": figure(counts, key, "n", "release"),
+            "expired_count": figure(counts, key, "n", "expire"),
+            "holder_gone_count": figure(counts, key, "n", "holder_gone"),
+            "force_released_count": figure(counts, key, "n", "force_release"),
+            "wait_count": figure(waits, key, "n"),
+            "average_wait_time": _round(figure(waits, key, "avg", empty=None)),
+        }
+    return result
 
 
 def hours_per_user(records=None, leases=None, now=None) -> dict[str, float]:

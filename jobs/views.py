@@ -38,6 +38,8 @@ def host_rows(now, ends: dict) -> list[HostGpus]:
         (s.host_id, s.index): s
         for s in GpuSample.objects.filter(host__in=hosts, ts=F("host__last_seen"))
     }
+    stats = statistics.summaries(LeaseRecord.objects.filter(host__in=hosts), "host_id", now)
+    empty = statistics.summary(LeaseRecord.objects.none(), now)
     rows = []
     for host in hosts:
         known = {g["index"]: g for g in (host.inventory or {}).get("gpus") or []}
@@ -49,8 +51,7 @@ def host_rows(now, ends: dict) -> list[HostGpus]:
             )
             issues = monitor.gpu_issues(lease, now, ends) if lease.pk else []
             gpus.append((lease, samples.get((host.pk, index)), issues))
-        records = LeaseRecord.objects.filter(host=host)
-        rows.append(HostGpus(host, gpus, statistics.summary(records, now)))
+        rows.append(HostGpus(host, gpus, stats.get(host.pk, empty)))
     return rows
 
 

@@ -3,12 +3,14 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import monitor
 from jobs.models import GpuLease, LeaseRecord
-from monitoring.models import GpuSample
+from monitoring.models import GpuSample, Host
 from tests.jobs.conftest import gpu_readings, holder
 
 pytestmark = pytest.mark.django_db
@@ -80,3 +82,35 @@ def test_a_bad_host_filter_is_a_400_that_says_why(gpu_host, bob):
     response = signed_in(bob).get("/gpus/?host=x")
     assert response.status_code == 400
     assert "host must be a whole number" in response.content.decode()
+
+
+def test_each_host_shows_its_own_statistics_and_more_hosts_cost_no_more_queries(gpu_host, bob):
+    def gpu_box(name: str) -> Host:
+        gpus = [{"index": 0, "uuid": f"GPU-{name}", "name": "H100"}]
+        return Host.objects.create(name=name, hostname=name, machine_id=f"m-{name}",
+                                   inventory={"gpus": gpus})  # fmt: skip
+
+    def stats(html: str, host: Host) -> str:
+        section = html.split(f'data-host="{host.pk}"')[1].split("</section>")[0]
+        return section.split('data-field="stats">')[1].split(";")[0]
+
+    now = timezone.now()
+    handle, _ = GpuLease.acquire(gpu_host, 1, 3600, holder(bob), now=now - timedelta(hours=2))
+    GpuLease.release(handle, now=now)
+    other = gpu_box("gpu-2")
+    handle, _ = GpuLease.acquire(other, 1, 3600, holder(bob), now=now - timedelta(hours=1))
+    GpuLease.release(handle, now=now)
+    assert GpuLease.acquire(other, 1, 3600, holder(bob), now=now)
+    LeaseRecord.of_request(other, "refused", holder(bob), 1, now, attempt="second")
+    client = signed_in(bob)
+    client.get("/gpus/")  # the session's first request reads more (session, user)
+    with CaptureQueriesContext(connection) as two:
+        html = client.get("/gpus/").content.decode()
+    assert stats(html, gpu_host) == "1 requests: 1 granted, 0 refused, 0 gave up waiting"
+    assert stats(html, other) == "3 requests: 2 granted, 1 refused, 0 gave up waiting"
+    for n in range(3, 8):
+        gpu_box(f"gpu-{n}")
+    with CaptureQueriesContext(connection) as seven:
+        html = client.get("/gpus/").content.decode()
+    assert html.count('class="gpu-host"') == 7
+    assert len(seven) == len(two)
