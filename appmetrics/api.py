@@ -18,6 +18,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from appmetrics import rollups
 from appmetrics.models import KINDS, AppMetric
 from appmetrics.summary import summary
 from monitoring import bulk
@@ -162,6 +163,7 @@ def store(records: list[dict], dropped: int) -> int:
         )
     with transaction.atomic():
         bulk.insert(AppMetric, rows)  # no model instance per record: thousands a second
+        rollups.merge_late(rows)
     return len(rows)
 
 

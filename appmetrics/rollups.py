@@ -124,6 +124,44 @@ def roll_up(now: datetime | None = None) -> int:
     return len(rows)
 
 
+def merge_late(rows: list[dict]) -> int:
+    """Records just stored that are behind the roll-ups (an SDK's queue, sent once the
+    hub answers again) merged into the minute and hour rows already written: roll_up()
+    rewrites only from its last minute on, so they would be in no rollup. The stats
+    are sums and histograms, so merging them equals rolling the minute up again (the
+    raw records of which may be pruned by now). `rows` as bulk.insert takes them;
+    the number of minute rows merged into or written."""
+    done = rolled_until()
+    if done is None:
+        return 0
+    defaults = {f: AppMetric._meta.get_field(f).get_default() for f in RAW_FIELDS}
+    late = [{**defaults, **r} for r in rows if r["ts"] < done - MINUTE]
+    if not late:
+        return 0
+    minutes = minute_groups(sorted(late, key=lambda r: r["ts"]))
+    _merge(AppMetricMinute, "minute", minutes)
+    last_hour = AppMetricHour.objects.aggregate(m=Max("hour"))["m"]
+    if last_hour is not None:
+        hours: dict = {}
+        for (minute, *series), stats in minutes.items():
+            if floor(minute, 3600) < last_hour:  # the last hour is rewritten from minutes
+                merge_stats(hours.setdefault((floor(minute, 3600), *series), new_stats()), stats)
+        _merge(AppMetricHour, "hour", hours)
+    return len(minutes)
+
+
+def _merge(model, field: str, groups: dict) -> None:
+    fields = tuple(new_stats())
+    for (bucket, *series), stats in groups.items():
+        key = {field: bucket, **dict(zip(SERIES, series, strict=True))}
+        found = model.objects.filter(**key).values("pk", *fields).first()
+        if found is None:
+            model.objects.create(**key, **stats)
+        else:
+            merged = merge_stats({f: found[f] for f in fields}, stats)
+            model.objects.filter(pk=found["pk"]).update(**merged)
+
+
 def _stored(model, field: str, start: datetime, end: datetime, app: str) -> dict:
     rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
     if app:

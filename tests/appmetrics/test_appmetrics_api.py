@@ -1,12 +1,17 @@
 """POST /api/v1/app-metrics/: who may post, what is stored, what is refused (400)."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
-from appmetrics.models import AppMetric, LlmPrice
+from appmetrics import rollups
+from appmetrics.models import AppMetric, AppMetricHour, AppMetricMinute, LlmPrice
+from appmetrics.summary import summary
 from monitoring.models import ApiToken
+from monitoring.rollups import floor
 
 URL = "/api/v1/app-metrics/"
 
@@ -164,3 +169,29 @@ def test_app_metrics_export_as_csv(writer, api):
         ("counter", "gpu-box", "gpt-4"),
     ]
     assert rows[0]["input_tokens"] == "10" and rows[0]["duration_s"] == "1.25"
+
+
+def test_records_sent_after_their_minute_and_hour_were_rolled_up_are_counted(writer):
+    """An SDK that queued while the hub was away sends hours-old records: they count in
+    the minute and hour rollups as if they had come in time, and only once."""
+    now = timezone.now()
+    minute = floor(now - timedelta(hours=3), 60)
+    at = minute.timestamp() + 10
+    recent = rec(kind="counter", name="requests", value=1.0, duration=None,
+                 ts=(now - timedelta(minutes=2)).timestamp())  # fmt: skip
+    assert post(writer, {"records": [rec(ts=at, duration=1.0), recent]})[0] == 201
+    rollups.roll_up()
+    rollups.roll_up_hours()
+    late = [rec(ts=at + 5, duration=3.0), rec(ts=at + 20, duration=5.0), rec(ts=at + 70)]
+    assert post(writer, {"records": late})[0] == 201
+    AppMetric.objects.filter(ts__lt=now - timedelta(hours=1)).delete()  # pruned
+    rollups.roll_up()
+    rollups.roll_up_hours()
+    one = AppMetricMinute.objects.get(minute=minute)
+    assert (one.count, one.sum_duration) == (3, 9.0)
+    assert AppMetricMinute.objects.get(minute=minute + timedelta(minutes=1)).count == 1
+    assert AppMetricHour.objects.get(hour=floor(minute, 3600)).count == 4
+    for span in (timedelta(minutes=30), timedelta(hours=12)):  # from minutes, from hours
+        (app,) = summary(minute - span / 2, minute + span / 2, "svc")["apps"]
+        (llm,) = app["llm"]
+        assert (llm["count"], llm["input_tokens"]) == (4, 40), span
