@@ -1,8 +1,10 @@
 """Raw app-metric records and their 1-minute rollups (with mergeable histograms)."""
 
+from datetime import UTC, datetime, timedelta
+
 from django.db import models
 
-from monitoring.models import Host
+from monitoring.models import Host, Process
 
 KINDS = ["llm", "checkpoint", "counter", "gauge", "histogram", "dropped"]
 
@@ -37,6 +39,35 @@ class AppMetric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.app} {self.kind} {self.name or self.model} at {self.ts:%Y-%m-%d %H:%M:%S}"
+
+    # A record belongs to the hub's Process of its host and pid whose start time is
+    # within this many seconds of its create_time: psutil's create time is rounded
+    # differently by the SDK and by the sampler.
+    SAME_START = 1.0
+
+    @classmethod
+    def of_process(cls, host_id: int, pid: int, create_time: datetime):
+        """The records a process sent (see SAME_START)."""
+        started = create_time.timestamp()
+        return cls.objects.filter(
+            host_id=host_id,
+            pid=pid,
+            create_time__gte=started - cls.SAME_START,
+            create_time__lte=started + cls.SAME_START,
+        )
+
+    @classmethod
+    def senders(cls, host_id: int, pid: int, create_time: float):
+        """The hub's processes that records of this host, pid and create_time came
+        from (see SAME_START)."""
+        started = datetime.fromtimestamp(create_time, UTC)
+        window = timedelta(seconds=cls.SAME_START)
+        return Process.objects.filter(
+            host_id=host_id,
+            pid=pid,
+            create_time__gte=started - window,
+            create_time__lte=started + window,
+        )
 
 
 class AppMetricSeries(models.Model):

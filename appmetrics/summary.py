@@ -116,16 +116,12 @@ def llm_by_app(host, start: datetime, end: datetime, metric: str) -> dict[str, f
 
 def for_process(host_id: int, pid: int, create_time: datetime) -> list[dict]:
     """What one process sent: per app, kind and series, the number of records, the
-    failures and the mean duration (pid and start time within a second, as psutil's
-    create time is rounded differently on the two sides)."""
+    failures and the mean duration (AppMetric.SAME_START)."""
     from django.db.models import Avg, Count, Q
 
     from appmetrics.models import AppMetric
 
-    started = create_time.timestamp()
-    rows = AppMetric.objects.filter(
-        host_id=host_id, pid=pid, create_time__gte=started - 1, create_time__lte=started + 1
-    ).exclude(kind="dropped")
+    rows = AppMetric.of_process(host_id, pid, create_time).exclude(kind="dropped")
     return list(
         rows.values("app", "kind", "name", "model", "provider")
         .annotate(count=Count("id"), errors=Count("id", filter=Q(success=False)))

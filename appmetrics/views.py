@@ -1,6 +1,6 @@
 """The Apps page: what each app sent through ptracker.sdk, beside its host's CPU."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from appmetrics.models import AppMetric
 from appmetrics.summary import summary
-from monitoring.models import Process
 from monitoring.params import BadParameter, single, whole_number
 
 
@@ -17,18 +16,7 @@ def sent_by(host_id: int, pid: int | None, create_time: float | None) -> dict | 
     """The process (id, name, pid) that sent a record, when the hub tracks it."""
     if pid is None or create_time is None:
         return None
-    started = datetime.fromtimestamp(create_time, UTC)
-    found = (
-        Process.objects.filter(
-            host_id=host_id,
-            pid=pid,
-            create_time__gte=started - timedelta(seconds=1),
-            create_time__lte=started + timedelta(seconds=1),
-        )
-        .values("id", "name", "pid")
-        .first()
-    )
-    return found
+    return AppMetric.senders(host_id, pid, create_time).values("id", "name", "pid").first()
 
 
 @login_required
