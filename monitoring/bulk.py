@@ -30,7 +30,9 @@ def write(table: str, columns: list[str], rows: list[tuple]) -> None:
     into = f"{quote(table)} ({', '.join(quote(c) for c in columns)})"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.copy(f"COPY {into} FROM STDIN") as copy:
+            # Errors as django.db's, as executemany() raises them (cursor.copy is the
+            # driver's own, outside Django's wrapper).
+            with connection.wrap_database_errors, cursor.copy(f"COPY {into} FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
