@@ -26,19 +26,16 @@ def write(table: str, columns: list[str], rows: list[tuple]) -> None:
     executor start: for a batch's 50 process samples COPY took a quarter less of the
     server's CPU and half of ours (bench_fleet's batches, 1,500 of them, committed one
     by one)."""
-    quote = connection.ops.quote_name
-    into = f"{quote(table)} ({', '.join(quote(c) for c in columns)})"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Errors as django.db's, as executemany() raises them (cursor.copy is the
             # driver's own, outside Django's wrapper).
-            with connection.wrap_database_errors, cursor.copy(f"COPY {into} FROM STDIN") as copy:
+            copy_sql = f"COPY {_into(table, columns)} FROM STDIN"
+            with connection.wrap_database_errors, cursor.copy(copy_sql) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
-            cursor.executemany(
-                f"INSERT INTO {into} VALUES ({', '.join(['%s'] * len(columns))})", rows
-            )
+            cursor.executemany(_insert_sql(table, columns), rows)
 
 
 def insert_one(model: type[models.Model], row: dict) -> int:
@@ -66,13 +63,16 @@ def _plan(fields: list[models.Field]) -> list:
 def _statement(model: type[models.Model]) -> tuple[str, list]:
     """(the INSERT of every column but the primary key, how to get each value)."""
     fields = _fields(model)
+    return _insert_sql(model._meta.db_table, [f.column for f in fields]), _plan(fields)
+
+
+def _into(table: str, columns: list[str]) -> str:
     quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    return sql, _plan(fields)
+    return f"{quote(table)} ({', '.join(quote(c) for c in columns)})"
+
+
+def _insert_sql(table: str, columns: list[str]) -> str:
+    return f"INSERT INTO {_into(table, columns)} VALUES ({', '.join(['%s'] * len(columns))})"
 
 
 def _params(plan: list, row: dict) -> tuple:
